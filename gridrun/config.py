@@ -1,0 +1,214 @@
+"""The settings of one cell: every key a grid may set, its type, range, default and when it applies.
+
+A cell's config is a flat dict of dotted keys (`optim.lr`). `resolve()` fills defaults, drops keys
+that do not apply to the cell (momentum under Adam, `model.norm` for a model without that option)
+and checks cross-key rules. `check_value()` validates one key's value where the user wrote it, so
+an error can name the file and the key path.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import GridError
+from .models import ACTIVATIONS, MODELS, NORMS
+
+DATASETS = ("cifar10", "digits")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+MONITORS = ("val_acc", "val_loss", "train_acc", "train_loss")
+
+FROM_MODEL = object()  # default comes from the model builder's signature
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    kind: str  # int | float | bool | str | int_list
+    default: Any = None
+    choices: Callable[[], tuple] | tuple | None = None
+    check: tuple[Callable[[Any], bool], str] | None = None  # (predicate, "what is allowed")
+    optional: bool = False  # None is a valid value (e.g. "use the whole set")
+    applies: Callable[[dict], bool] | None = None
+    when: str = ""  # says when `applies` holds, for `gridrun keys`
+    hashed: bool = True  # part of the cell id (False for where it runs, not what it computes)
+    doc: str = ""
+
+    def allowed(self) -> str:
+        """A short description of the allowed values, for error messages."""
+        if self.choices is not None:
+            return "one of " + ", ".join(self.choice_list())
+        what = {"int": "an integer", "float": "a number", "bool": "true or false",
+                "str": "a string", "int_list": "a list of positive integers"}[self.kind]
+        if self.check:
+            what += f" {self.check[1]}"
+        if self.optional:
+            what += " or null"
+        return what
+
+    def choice_list(self) -> tuple:
+        return self.choices() if callable(self.choices) else self.choices
+
+
+def _sgd(cfg):
+    return cfg.get("optim.name") == "sgd"
+
+
+def _model_option(name: str, kind: str, **kwargs) -> Option:
+    """A `model.*` key: it applies to models whose builder takes `name`, which gives its default."""
+    def applies(cfg):
+        spec = MODELS.get(cfg.get("model.name"))
+        return spec is not None and name in spec.options
+    return Option(f"model.{name}", kind, FROM_MODEL, applies=applies, when="models that take it",
+                  **kwargs)
+
+
+def _options() -> dict[str, Option]:
+    positive = (lambda v: v > 0, "> 0")
+    at_least_1 = (lambda v: v >= 1, ">= 1")
+    non_negative = (lambda v: v >= 0, ">= 0")
+    fraction = (lambda v: 0 <= v < 1, "in [0, 1)")
+    opts = [
+        Option("seed", "int", 0, check=non_negative, doc="random seed of the cell"),
+        # data
+        Option("data.dataset", "str", "cifar10", choices=DATASETS),
+        Option("data.val_fraction", "float", 0.1, check=(lambda v: 0 < v < 1, "in (0, 1)"),
+               doc="share of the training set held out for validation (stratified)"),
+        Option("data.train_size", "int", None, check=at_least_1, optional=True,
+               doc="train on a stratified subset of this many images (after the validation split)"),
+        Option("data.test_size", "int", None, check=at_least_1, optional=True,
+               doc="score on a stratified subset of this many test images"),
+        Option("data.batch_size", "int", 64, check=at_least_1),
+        Option("data.split_seed", "int", 0, check=non_negative,
+               doc="seed of the validation split and subsets, shared by all cells"),
+        # model
+        Option("model.name", "str", "base4", choices=lambda: tuple(MODELS)),
+        _model_option("conv_activation", "str", choices=tuple(ACTIVATIONS)),
+        _model_option("fc_activation", "str", choices=tuple(ACTIVATIONS)),
+        _model_option("norm", "str", choices=NORMS),
+        _model_option("dropout", "float", check=fraction),
+        _model_option("filters", "int_list", doc="conv widths, one conv layer each"),
+        _model_option("fc", "int_list", doc="hidden widths of the fully connected layers"),
+        # optimizer
+        Option("optim.name", "str", "sgd", choices=OPTIMIZERS),
+        Option("optim.lr", "float", 0.01, check=positive),
+        Option("optim.momentum", "float", 0.9, check=fraction, applies=_sgd,
+               when="optim.name: sgd"),
+        Option("optim.nesterov", "bool", False, applies=_sgd, when="optim.name: sgd"),
+        Option("optim.weight_decay", "float", 0.0, check=non_negative),
+        # training loop
+        Option("train.max_epochs", "int", 20, check=at_least_1),
+        Option("train.patience", "int", 5, check=non_negative,
+               doc="epochs without improvement of the monitored value before stopping"),
+        Option("train.monitor", "str", "val_acc", choices=MONITORS),
+        Option("train.mode", "str", "auto", choices=("auto", "max", "min"),
+               doc="auto: max for accuracies, min for losses"),
+        Option("train.min_delta", "float", 0.0, check=non_negative),
+        Option("train.diverge_epochs", "int", 3, check=at_least_1,
+               doc="after this many epochs, a best val_acc within chance + margin is not_converging"),
+        Option("train.chance_margin", "float", 0.05, check=(lambda v: 0 <= v <= 1, "in [0, 1]")),
+        Option("train.device", "str", "auto", hashed=False,
+               check=(_valid_device, "naming a device: auto, cpu, cuda, cuda:N or mps")),
+    ]
+    return {o.key: o for o in opts}
+
+
+def _valid_device(v: str) -> bool:
+    return v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+
+
+OPTIONS = _options()
+SECTIONS = sorted({k.split(".")[0] for k in OPTIONS if "." in k})
+
+
+def unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, list(OPTIONS), n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown key '{key}'{hint}"
+
+
+def check_value(key: str, value: Any, where: str) -> Any:
+    """Validate one value for `key`; return it normalized (ints accepted as floats, lists as tuples)."""
+    opt = OPTIONS.get(key)
+    if opt is None:
+        raise GridError(unknown_key_message(key), where)
+
+    def bad(got_desc: str):
+        return GridError(f"must be {opt.allowed()}, got {got_desc}", where)
+
+    if value is None:
+        if opt.optional:
+            return None
+        raise bad("null")
+    kind = opt.kind
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(repr(value))
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad(repr(value))
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise bad(repr(value))
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise bad(repr(value))
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise bad(repr(value))
+    elif kind == "int_list":
+        if (not isinstance(value, (list, tuple)) or not value
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+            raise bad(repr(value))
+        value = tuple(value)
+    if opt.choices is not None and value not in opt.choice_list():
+        raise GridError(f"unknown value {value!r}; allowed: {', '.join(opt.choice_list())}", where)
+    if opt.check is not None and not opt.check[0](value):
+        raise bad(repr(value))
+    return value
+
+
+def resolve(settings: dict[str, Any]) -> dict[str, Any]:
+    """Complete a cell's settings: defaults filled, inapplicable keys dropped, keys in schema order.
+
+    `settings` holds already-checked values. Model option defaults come from the model's builder.
+    """
+    cfg: dict[str, Any] = {}
+    for key, opt in OPTIONS.items():
+        cfg[key] = settings[key] if key in settings else opt.default
+    model = MODELS[cfg["model.name"]]
+    for key, opt in OPTIONS.items():
+        if opt.applies is not None and not opt.applies(cfg):
+            del cfg[key]
+        elif cfg[key] is FROM_MODEL:
+            cfg[key] = model.options[key.split(".", 1)[1]]
+            if isinstance(cfg[key], list):
+                cfg[key] = tuple(cfg[key])
+    return cfg
+
+
+def check_cell(cfg: dict[str, Any], where: str) -> None:
+    """Rules that involve several keys of a resolved cell."""
+    if cfg.get("optim.nesterov") and cfg.get("optim.momentum", 0) <= 0:
+        raise GridError("optim.nesterov: true requires optim.momentum > 0", where)
+
+
+def cell_id(cfg: dict[str, Any]) -> str:
+    """A stable hash of what the cell computes: the resolved config with its seed, minus `device`."""
+    hashed = {k: v for k, v in cfg.items() if OPTIONS[k].hashed}
+    blob = json.dumps(hashed, sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def nest(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys to a nested dict, e.g. for printing a config as YAML."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = list(value) if isinstance(value, tuple) else value
+    return out

@@ -1,0 +1,348 @@
+"""Grid files: read a YAML grid, validate it, and expand it into cells.
+
+    name: activation_vs_optim          # MLflow experiment (default: the file's stem)
+    fixed:                             # settings every cell shares (nested or dotted keys)
+      data.dataset: cifar10
+    grid:                              # the axes; the cells are their cartesian product
+      optim.lr: [0.001, 0.005]         # a list of values for one key
+      optimizer:                       # a named bundle: each label sets several keys
+        sgd0.9: {optim.name: sgd, optim.momentum: 0.9}
+        adam: {optim.name: adam}
+    exclude:                           # partial assignments whose cells are dropped
+      - {optimizer: adam, optim.lr: 0.005}
+    seeds: [0, 1, 2]                   # repeat every cell with each seed
+
+Everything is checked before anything runs; errors are `GridError`s naming the file and key path.
+Cells whose resolved configs are equal (an axis over a key that does not apply to them, such as
+momentum under Adam) are kept once.
+"""
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import config
+from .errors import GridError
+
+MAX_CELLS = 10_000  # a grid larger than this is refused rather than attempted
+MAX_FILE_BYTES = 1_000_000
+MAX_YAML_NODES = 100_000  # after alias expansion: refuses "billion laughs" documents
+TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds")
+
+
+@dataclass
+class Axis:
+    """One dimension of the grid. `values` is a list of (label, settings) pairs."""
+    name: str
+    values: list[tuple[str, dict[str, Any]]]
+    bundle: bool  # True: named values that each set several keys
+
+    def labels(self) -> list[str]:
+        return [label for label, _ in self.values]
+
+
+@dataclass
+class Cell:
+    index: int  # position in grid order
+    config: dict[str, Any]  # resolved, flat, dotted keys
+    name: str  # readable run name, e.g. "leaky_nodrop-lr0.005-sgd0.5"
+    label: str  # label on the first bundle axis (else the model name): a table's "Model" column
+    axes: dict[str, str]  # axis name -> label of the value this cell takes (applicable axes only)
+    id: str  # stable hash of config (seed included)
+
+
+@dataclass
+class Grid:
+    path: str
+    name: str
+    description: str
+    fixed: dict[str, Any]
+    axes: list[Axis]
+    exclude: list[dict[str, Any]]
+    seeds: list[int]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    text: str = ""  # the file as written, logged with each launch
+
+    def size(self) -> int:
+        """Number of combinations before exclusions and de-duplication."""
+        return math.prod(len(a.values) for a in self.axes) * max(len(self.seeds), 1)
+
+    def cells(self) -> list[Cell]:
+        return expand(self)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no python/object tags) that also counts nodes through aliases."""
+
+
+def _expanded_size(node, memo: dict) -> int:
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a cycle counts once (and would be refused by the walk below anyway)
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(n, memo) for n in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = size
+    return size
+
+
+def read_yaml(text: str, where: str) -> Any:
+    """Parse YAML safely: only plain data, and no document that grows huge through aliases."""
+    if len(text.encode()) > MAX_FILE_BYTES:
+        raise GridError(f"file is larger than {MAX_FILE_BYTES:,} bytes", where)
+    try:
+        loader = _SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            size = _expanded_size(node, {})
+            if size > MAX_YAML_NODES:
+                raise GridError(f"YAML expands to {size:,} nodes through aliases "
+                                f"(limit {MAX_YAML_NODES:,}); refusing it", where)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.constructor.ConstructorError as e:
+        tag = getattr(e.problem_mark, "line", None)
+        line = f" (line {tag + 1})" if tag is not None else ""
+        raise GridError(f"unsafe or unsupported YAML{line}: {e.problem}", where) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise GridError(f"invalid YAML:{line} {problem}", where) from None
+
+
+def _flatten(mapping: Any, where: str, prefix: str = "") -> dict[str, Any]:
+    """Nested sections to dotted keys: {"optim": {"lr": 1}} -> {"optim.lr": 1}."""
+    if not isinstance(mapping, dict):
+        raise GridError(f"must be a mapping of settings, got {type(mapping).__name__}", where)
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if not isinstance(key, str):
+            raise GridError(f"keys must be strings, got {key!r}", where)
+        full = f"{prefix}{key}"
+        if isinstance(value, dict) and full in config.SECTIONS:
+            flat.update(_flatten(value, f"{where}.{key}", prefix=f"{full}."))
+        else:
+            flat[full] = value
+    return flat
+
+
+def _settings(mapping: Any, where: str) -> dict[str, Any]:
+    """A mapping of settings, each key known and each value valid."""
+    return {key: config.check_value(key, value, f"{where}.{key}")
+            for key, value in _flatten(mapping, where).items()}
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def _axis(name: str, raw: Any, where: str) -> Axis:
+    if isinstance(raw, dict):  # a named bundle
+        if not raw:
+            raise GridError("a bundle needs at least one named value", where)
+        values = []
+        for label, settings in raw.items():
+            if not isinstance(label, (str, int, float)) or isinstance(label, bool):
+                raise GridError(f"bundle labels must be names, got {label!r}", where)
+            values.append((str(label), _settings(settings or {}, f"{where}.{label}")))
+        return Axis(name, values, bundle=True)
+    if name not in config.OPTIONS:
+        raise GridError(config.unknown_key_message(name) + "; an axis is a known key with a list "
+                        "of values, or a bundle name with a mapping of labels to settings", where)
+    if not isinstance(raw, list) or not raw:
+        raise GridError("an axis needs a non-empty list of values (put single values under "
+                        "'fixed:')", where)
+    if config.OPTIONS[name].kind == "int_list" and not all(isinstance(v, list) for v in raw):
+        raise GridError("an axis over a list-valued key needs a list of lists, e.g. "
+                        "[[32, 64], [64, 128]]", where)
+    values = [config.check_value(name, v, f"{where}[{i}]") for i, v in enumerate(raw)]
+    if len(set(map(repr, values))) != len(values):
+        raise GridError(f"repeated value in {raw!r}", where)
+    short = name.rsplit(".", 1)[-1]
+    labels = [_format_value(v) if short == "name" else f"{short}{_format_value(v)}"
+              for v in values]
+    return Axis(name, [(lab, {name: v}) for lab, v in zip(labels, values)], bundle=False)
+
+
+def _exclusions(raw: Any, axes: list[Axis], where: str) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise GridError("must be a list of partial assignments, e.g. [{optim.lr: 0.1}]", where)
+    by_name = {a.name: a for a in axes}
+    rules = []
+    for i, rule in enumerate(raw):
+        w = f"{where}[{i}]"
+        if not isinstance(rule, dict) or not rule:
+            raise GridError("each exclusion is a non-empty mapping of axis -> value", w)
+        checked = {}
+        for key, value in rule.items():
+            if key in by_name and by_name[key].bundle:
+                if str(value) not in by_name[key].labels():
+                    raise GridError(f"unknown label {value!r}; allowed: "
+                                    f"{', '.join(by_name[key].labels())}", f"{w}.{key}")
+                checked[key] = str(value)
+            elif key in config.OPTIONS:
+                checked[key] = config.check_value(key, value, f"{w}.{key}")
+            else:
+                raise GridError(f"unknown axis or key '{key}'; axes: "
+                                f"{', '.join(by_name) or '(none)'}", f"{w}.{key}")
+        rules.append(checked)
+    return rules
+
+
+def _seeds(raw: Any, where: str) -> list[int]:
+    if raw is None:
+        return []
+    if (not isinstance(raw, list) or not raw
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in raw)):
+        raise GridError(f"must be a non-empty list of integers >= 0, got {raw!r}", where)
+    if len(set(raw)) != len(raw):
+        raise GridError(f"repeated seed in {raw!r}", where)
+    return list(raw)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from --set; the value is read as YAML (`0.1`, `true`, `[32, 64]`, `null`)."""
+    where = f"--set {text}"
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise GridError("expected KEY=VALUE, e.g. --set train.max_epochs=1", where)
+    return key, read_yaml(value, where)
+
+
+def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Grid:
+    """Read, validate and return a grid; `overrides` are `key=value` strings from --set."""
+    path = Path(path)
+    where = str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise GridError("no such grid file", where) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise GridError(f"cannot read grid file ({e.__class__.__name__}: {e})", where) from None
+    raw = read_yaml(text, where)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise GridError("a grid file is a mapping with keys " + ", ".join(TOP_LEVEL), where)
+    for key in raw:
+        if key not in TOP_LEVEL:
+            close = difflib.get_close_matches(str(key), TOP_LEVEL, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise GridError(f"unknown top-level key '{key}'{hint}; allowed: {', '.join(TOP_LEVEL)}",
+                            where)
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise GridError("must be a non-empty string", f"{where}: name")
+    description = raw.get("description") or ""
+    fixed = _settings(raw.get("fixed") or {}, f"{where}: fixed")
+    grid_raw = raw.get("grid") or {}
+    if not isinstance(grid_raw, dict):
+        raise GridError("must be a mapping of axes", f"{where}: grid")
+    axes = []
+    for axis_name, axis_raw in grid_raw.items():
+        w = f"{where}: grid.{axis_name}"
+        if not isinstance(axis_raw, (list, dict)):  # a scalar under grid: a fixed setting
+            fixed[axis_name] = config.check_value(str(axis_name), axis_raw, w)
+            continue
+        axes.append(_axis(str(axis_name), axis_raw, w))
+    seeds = _seeds(raw.get("seeds"), f"{where}: seeds")
+    if seeds and "seed" in fixed:
+        raise GridError("set either 'seeds' (a list) or 'seed' (in fixed), not both", where)
+
+    applied: dict[str, Any] = {}
+    for text_override in overrides:
+        key, value = parse_override(text_override)
+        w = f"--set {key}"
+        if key == "seeds":
+            seeds = _seeds(value if isinstance(value, list) else [value], w)
+            continue
+        applied[key] = config.check_value(key, value, w)
+        axes = [a for a in axes if a.name != key]  # a fixed value replaces that axis
+        if key == "seed":
+            seeds = []
+
+    exclude = _exclusions(raw.get("exclude"), axes, f"{where}: exclude")
+    grid = Grid(str(path), name.strip(), str(description), fixed, axes, exclude, seeds,
+                applied, text)
+    if grid.size() > MAX_CELLS:
+        raise GridError(f"the grid has {grid.size():,} combinations; the limit is {MAX_CELLS:,} "
+                        "(split it into several grids)", where)
+    cells = grid.cells()  # validates every resolved cell now, before anything runs
+    if not cells:
+        raise GridError("every cell is excluded; nothing to run", where)
+    return grid
+
+
+# --- expansion -------------------------------------------------------------------------------
+
+def _excluded(rule: dict[str, Any], bundle_labels: dict[str, str], cfg: dict[str, Any]) -> bool:
+    """A rule matches when every key matches: bundle axes by label, config keys by resolved value."""
+    for key, value in rule.items():
+        if key in bundle_labels:
+            if bundle_labels[key] != value:
+                return False
+        elif key not in cfg or cfg[key] != value:
+            return False
+    return True
+
+
+def expand(grid: Grid) -> list[Cell]:
+    """The cells of a grid in grid order (first axis outermost), without duplicates."""
+    cells: list[Cell] = []
+    seen: set[str] = set()
+    seeds = grid.seeds or [None]
+    for combo in itertools.product(*(a.values for a in grid.axes), seeds):
+        *choices, seed = combo
+        settings = dict(grid.fixed)
+        for _, axis_settings in choices:
+            settings.update(axis_settings)
+        settings.update(grid.overrides)
+        if seed is not None:
+            settings["seed"] = seed
+        cfg = config.resolve(settings)
+        config.check_cell(cfg, grid.path)
+        # axes whose keys all fall away for this cell (momentum under Adam) do not name it
+        chosen = {axis.name: label for axis, (label, s) in zip(grid.axes, choices)
+                  if axis.bundle or all(k in cfg for k in s)}
+        bundle_values = {axis.name: label for axis, (label, _) in zip(grid.axes, choices)
+                         if axis.bundle}
+        if any(_excluded(rule, bundle_values, cfg) for rule in grid.exclude):
+            continue
+        cid = config.cell_id(cfg)
+        if cid in seen:
+            continue
+        seen.add(cid)
+        parts = list(chosen.values())
+        if len(grid.seeds) > 1:
+            parts.append(f"s{seed}")
+        # the first bundle axis names the cell in tables (the "Model" column)
+        labels = [bundle_values[a.name] for a in grid.axes if a.bundle][:1]
+        cells.append(Cell(
+            index=len(cells),
+            config=cfg,
+            name="-".join(parts) or grid.name,
+            label=labels[0] if labels else str(cfg["model.name"]),
+            axes=chosen,
+            id=cid,
+        ))
+    return cells

@@ -1,0 +1,132 @@
+"""Datasets: both CIFAR-10 layouts, digits, the decode-once cache, splits and data errors."""
+from __future__ import annotations
+
+import os
+import pickle
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gridrun import data
+from gridrun.errors import GridError
+
+
+def test_cifar10_image_folder_loads_the_standard_split(cifar):
+    assert cifar.train_x.shape == (50_000, 3, 32, 32) and cifar.train_x.dtype == torch.uint8
+    assert cifar.test_x.shape == (10_000, 3, 32, 32)
+    assert cifar.classes == list(data.CIFAR10_CLASSES)
+    assert cifar.train_y.bincount().tolist() == [5000] * 10
+    assert cifar.test_y.bincount().tolist() == [1000] * 10
+    assert all(0.4 < m < 0.5 for m in cifar.mean)
+
+
+def test_validation_split_is_stratified_and_fixed(cifar):
+    splits = data.make_splits(cifar, val_fraction=0.1)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (45_000, 5_000, 10_000)
+    assert splits.val.y.bincount().tolist() == [500] * 10
+    again = data.make_splits(cifar, val_fraction=0.1)
+    assert torch.equal(splits.val.x, again.val.x)
+    small = data.make_splits(cifar, 0.1, train_size=2000, test_size=500)
+    assert (len(small.train), len(small.val), len(small.test)) == (2000, 5000, 500)
+    assert small.train.y.bincount().tolist() == [200] * 10
+    # the subset is taken from the training part: no image is in both train and validation
+    train_keys = {bytes(x.numpy()) for x in small.train.x}
+    assert not train_keys & {bytes(x.numpy()) for x in splits.val.x[:1000]}
+
+
+def test_second_load_comes_from_the_cache_without_decoding(cifar_dir, cifar, monkeypatch):
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded again")
+    monkeypatch.setattr(data, "_decode", no_decode)
+    t0 = time.perf_counter()
+    again = data.load_dataset("cifar10", cifar_dir)
+    assert torch.equal(again.test_x, cifar.test_x)
+    print(f"cached load of CIFAR-10: {time.perf_counter() - t0:.2f}s")
+
+
+def _image_tree(root, classes=("cat", "dog"), per_class=3, size=8):
+    rng = np.random.default_rng(0)
+    for part in ("train", "test"):
+        for cls in classes:
+            (root / part / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / part / cls / f"{i}.png")
+
+
+def test_image_folder_cache_notices_changed_files(tmp_path, monkeypatch):
+    _image_tree(tmp_path)
+    first = data.load_dataset("cifar10", tmp_path)
+    assert first.classes == ["cat", "dog"] and first.train_x.shape == (6, 3, 8, 8)
+    # PNG pixels round-trip exactly
+    assert torch.equal(first.train_x[0].permute(1, 2, 0),
+                       torch.from_numpy(np.array(Image.open(tmp_path / "train/cat/0.png"))))
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "train" / "dog" / "9.png")
+    second = data.load_dataset("cifar10", tmp_path)
+    assert second.train_x.shape[0] == 7
+
+
+def test_official_cifar10_batches_layout(tmp_path):
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [(f"data_batch_{i}", 4) for i in range(1, 6)] + [("test_batch", 3)]:
+        batch = {"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8),
+                 "labels": list(rng.integers(0, 10, n))}
+        with open(root / name, "wb") as f:
+            pickle.dump(batch, f)
+    with open(root / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": list(data.CIFAR10_CLASSES)}, f)
+    images = data.load_dataset("cifar10", tmp_path)
+    assert images.train_x.shape == (20, 3, 32, 32) and images.test_x.shape == (3, 3, 32, 32)
+    with open(root / "data_batch_1", "rb") as f:
+        first = pickle.load(f)
+    assert torch.equal(images.train_x[0].flatten(), torch.from_numpy(first["data"][0]))
+
+
+def test_digits_are_upscaled_rgb():
+    images = data.load_dataset("digits")
+    assert images.train_x.shape == (1437, 3, 32, 32) and images.test_x.shape == (360, 3, 32, 32)
+    assert images.classes == [str(i) for i in range(10)]
+    assert torch.equal(images.train_x[:, 0], images.train_x[:, 2])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: (root / "train" / "cat").mkdir(parents=True), "needs both train/ and test/"),
+    (lambda root: [(root / p / "cat").mkdir(parents=True) for p in ("train", "test")],
+     "class folder has no images"),
+])
+def test_malformed_data_dir_is_a_clear_error(tmp_path, make, message):
+    make(tmp_path)
+    with pytest.raises(GridError, match=message):
+        data.load_dataset("cifar10", tmp_path)
+
+
+def test_missing_data_dir_tries_download_and_fails_cleanly(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+    monkeypatch.setattr(datasets, "CIFAR10", offline)
+    target = tmp_path / "nothing-here"
+    with pytest.raises(GridError, match="CIFAR-10 not found .* download failed: OSError"):
+        data.load_dataset("cifar10", target)
+    assert not target.exists()
+
+
+def test_data_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRIDRUN_DATA_DIR", str(tmp_path))
+    assert data.resolve_data_dir(None) == tmp_path
+    monkeypatch.delenv("GRIDRUN_DATA_DIR")
+    assert data.resolve_data_dir(None) == data.Path("data")
+    assert data.resolve_data_dir(tmp_path / "x") == tmp_path / "x"
+
+
+def test_subset_larger_than_the_data_is_an_input_error(digits):
+    with pytest.raises(GridError, match="data.train_size 5,000 exceeds the 1,293 training images"):
+        data.check_sizes(digits, 0.1, 5000, None, "g.yaml")
+    with pytest.raises(GridError, match="data.test_size 400 exceeds the 360 test images"):
+        data.check_sizes(digits, 0.1, None, 400, "g.yaml")

@@ -1,0 +1,200 @@
+"""Grid files: expansion, bundles, exclusions, seeds, overrides, and every kind of bad input."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from gridrun.cli import cli
+from gridrun.errors import GridError
+from gridrun.grid import load_grid
+
+from .conftest import REPO
+
+ACTIVATION_GRID = REPO / "grids" / "activation_vs_optim.yaml"
+
+
+def test_activation_vs_optim_has_24_cells_with_readable_names():
+    cells = load_grid(ACTIVATION_GRID).cells()
+    assert len(cells) == 24
+    assert len({c.id for c in cells}) == 24
+    assert {c.label for c in cells} == {"relu_nonorm", "relu_bn", "leaky_nodrop", "leaky_drop"}
+    names = {c.name for c in cells}
+    assert "leaky_nodrop-lr0.005-sgd0.5" in names
+    adam = [c for c in cells if c.config["optim.name"] == "adam"]
+    assert len(adam) == 8 and all("optim.momentum" not in c.config for c in adam)
+    drop = next(c for c in cells if c.label == "leaky_drop")
+    assert drop.config["model.dropout"] == 0.2 and drop.config["model.fc_activation"] == "leaky_relu"
+    assert [c.index for c in cells] == list(range(24))
+
+
+def test_inapplicable_keys_make_no_duplicate_cells(write_grid):
+    grid = load_grid(write_grid("""
+        grid:
+          optim.name: [sgd, adam]
+          optim.momentum: [0.5, 0.9]
+    """))
+    cells = grid.cells()
+    assert grid.size() == 4
+    assert [c.name for c in cells] == ["sgd-momentum0.5", "sgd-momentum0.9", "adam"]
+    assert cells[2].axes == {"optim.name": "adam"}
+
+
+def test_model_options_follow_the_model(write_grid):
+    cells = load_grid(write_grid("""
+        grid:
+          model.name: [lenet, base4]
+          model.norm: [none, batch]
+    """)).cells()
+    # lenet has no norm option: its two cells collapse into one
+    assert [c.name for c in cells] == ["lenet", "base4-normnone", "base4-normbatch"]
+    assert "model.norm" not in cells[0].config and "model.filters" not in cells[0].config
+    assert cells[1].config["model.filters"] == (32, 64, 128)
+
+
+def test_exclude_and_seeds(write_grid):
+    grid = load_grid(write_grid("""
+        grid:
+          variant:
+            small: {model.name: lenet}
+            big: {model.name: base4}
+          optim.lr: [0.01, 0.1]
+        exclude:
+          - {variant: big, optim.lr: 0.1}
+        seeds: [0, 1, 2]
+    """))
+    cells = grid.cells()
+    assert len(cells) == 9
+    assert not any(c.label == "big" and c.config["optim.lr"] == 0.1 for c in cells)
+    assert {c.config["seed"] for c in cells} == {0, 1, 2}
+    assert cells[0].name == "small-lr0.01-s0"
+    assert len({c.id for c in cells}) == 9
+
+
+def test_fixed_settings_nested_or_dotted_are_the_same_cell(write_grid):
+    a = load_grid(write_grid("fixed: {optim: {lr: 0.02}, train.patience: 2}", "a.yaml")).cells()
+    b = load_grid(write_grid("fixed: {optim.lr: 0.02, train: {patience: 2}}", "b.yaml")).cells()
+    assert a[0].id == b[0].id
+    assert a[0].config["optim.lr"] == 0.02 and a[0].config["train.patience"] == 2
+
+
+def test_cell_id_is_stable_depends_on_seed_not_device(write_grid):
+    base = load_grid(write_grid("fixed: {optim.lr: 0.02}")).cells()[0]
+    again = load_grid(write_grid("fixed: {optim.lr: 0.02}")).cells()[0]
+    gpu = load_grid(write_grid("fixed: {optim.lr: 0.02, train.device: cuda}")).cells()[0]
+    seeded = load_grid(write_grid("fixed: {optim.lr: 0.02, seed: 7}")).cells()[0]
+    assert base.id == again.id == gpu.id
+    assert seeded.id != base.id
+
+
+def test_overrides_apply_to_every_cell_and_replace_axes():
+    grid = load_grid(ACTIVATION_GRID, ["data.train_size=2000", "train.max_epochs=1",
+                                       "optim.lr=0.01"])
+    cells = grid.cells()
+    assert len(cells) == 12  # the lr axis became a fixed value
+    assert all(c.config["data.train_size"] == 2000 and c.config["train.max_epochs"] == 1
+               and c.config["optim.lr"] == 0.01 for c in cells)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.train_size=-5", "--set data.train_size: must be an integer >= 1 or null, got -5"),
+    ("optim.lrr=0.1", "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
+    ("train.max_epochs", "expected KEY=VALUE"),
+])
+def test_bad_overrides_are_reported_like_the_file(override, message):
+    with pytest.raises(GridError, match=message.replace("(", r"\(").replace(")", r"\)")
+                       .replace("?", r"\?")):
+        load_grid(ACTIVATION_GRID, [override])
+
+
+BAD_GRIDS = [
+    ("fixed: {optim.lrr: 0.1}", "fixed.optim.lrr: unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),
+    ("fixed: {optim.lr: fast}", "fixed.optim.lr: must be a number > 0, got 'fast'"),
+    ("grid: {optim.lr: [0.1, 0]}", "grid.optim.lr[1]: must be a number > 0, got 0.0"),
+    ("fixed: {model.dropout: 1.0}", "fixed.model.dropout: must be a number in [0, 1), got 1.0"),
+    ("fixed: {train.patience: -1}", "fixed.train.patience: must be an integer >= 0, got -1"),
+    ("fixed: {train.max_epochs: 2.5}", "fixed.train.max_epochs: must be an integer >= 1, got 2.5"),
+    ("fixed: {model.conv_activation: relux}",
+     "fixed.model.conv_activation: unknown value 'relux'; allowed: relu, leaky_relu, gelu, elu, silu, tanh"),
+    ("fixed: {optim.name: rmsprop}", "fixed.optim.name: unknown value 'rmsprop'; allowed: sgd, adam, adamw"),
+    ("fixed: {data.dataset: mnist}", "fixed.data.dataset: unknown value 'mnist'; allowed: cifar10, digits"),
+    ("fixed: {model.name: resnet9000}", "fixed.model.name: unknown value 'resnet9000'; allowed: "),
+    ("grid: {variant: {a: {model.norm: batchy}}}", "grid.variant.a.model.norm: unknown value 'batchy'"),
+    ("gird: {}", "unknown top-level key 'gird' (did you mean 'grid'?)"),
+    ("grid: {optim.lr: 0.1}\nexclude: [{variant: x}]", "exclude[0].variant: unknown axis or key"),
+    ("grid: {optim.lr: [0.1, 0.1]}", "grid.optim.lr: repeated value"),
+    ("grid: {variant: {a: {model.name: lenet}}, optim.lr: [0.1]}\nexclude: [{variant: a}]",
+     "every cell is excluded"),
+    ("fixed: {optim.momentum: 0, optim.nesterov: true}", "optim.nesterov: true requires optim.momentum > 0"),
+    ("fixed: [1, 2]", "fixed: must be a mapping of settings"),
+    ("grid: {optim.lr: [0.1}", "invalid YAML: line 1"),
+    ("seeds: [0, -1]", "seeds: must be a non-empty list of integers >= 0"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD_GRIDS, ids=[m.split(":")[0] for _, m in BAD_GRIDS])
+def test_bad_grid_is_one_line_exit_2_naming_file_and_key(write_grid, tmp_path, text, message,
+                                                         monkeypatch):
+    path = write_grid(text, "bad.yaml")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["launch", str(path), "--tracking-uri",
+                                      f"sqlite:///{tmp_path / 'store.db'}"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith(f"error: {path}: ")
+    assert message in lines[0]
+    assert not (tmp_path / "store.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_unsafe_yaml_is_refused(write_grid):
+    path = write_grid('fixed: !!python/object/apply:os.system ["echo pwned"]')
+    with pytest.raises(GridError, match="unsafe or unsupported YAML"):
+        load_grid(path)
+
+
+def test_alias_bomb_is_refused_quickly(write_grid):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = write_grid("\n".join(lines))
+    with pytest.raises(GridError, match=r"expands to [\d,]+ nodes through aliases"):
+        load_grid(path)
+
+
+def test_absurd_grid_is_refused_with_its_count(write_grid):
+    axis = "[" + ", ".join(str(round(0.001 * (i + 1), 4)) for i in range(100)) + "]"
+    path = write_grid(f"grid:\n  optim.lr: {axis}\n  optim.weight_decay: {axis}\n"
+                      f"  optim.momentum: [0.1, 0.2]\n")
+    with pytest.raises(GridError, match="the grid has 20,000 combinations; the limit is 10,000"):
+        load_grid(path)
+
+
+def test_dry_run_lists_the_cells():
+    result = CliRunner().invoke(cli, ["launch", str(ACTIVATION_GRID), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("24 cells in grid 'activation_vs_optim'")
+    assert lines[1].split() == ["#", "variant", "optim.lr", "optimizer", "cell", "id"]
+    assert len(lines) == 26
+    assert lines[2].split()[:4] == ["1", "relu_nonorm", "lr0.001", "sgd0.9"]
+
+
+def test_cli_error_has_no_traceback_and_creates_nothing(write_grid, tmp_path):
+    path = write_grid("fixed: {optim.lr: -1}")
+    proc = subprocess.run([sys.executable, "-m", "gridrun.cli", "launch", str(path)],
+                          cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: {path}: fixed.optim.lr: must be a number > 0, "
+                                   "got -1.0")
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]
+
+
+@pytest.mark.parametrize("grid_file", sorted((REPO / "grids").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_grid_validates(grid_file):
+    assert load_grid(grid_file).cells()

@@ -1,0 +1,160 @@
+"""End to end: a real grid on real CIFAR-10 into a real MLflow store, relaunch, failures, the CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from gridrun import config
+from gridrun.cli import cli
+from gridrun.execute import launch
+from gridrun.grid import load_grid
+
+from .conftest import REPO
+
+EPOCH_METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds"}
+FINAL_METRICS = {"test_acc", "best_val_acc", "epochs_needed", "duration_s", "params_total",
+                 "params_trainable"}
+
+SMALL_CIFAR_GRID = """
+    name: small-cifar
+    fixed:
+      data: {dataset: cifar10, train_size: 400, test_size: 300, val_fraction: 0.02}
+      train: {max_epochs: 2, patience: 5}
+      model.name: base4
+    grid:
+      variant:
+        relu_bn: {model.norm: batch}
+        leaky_drop: {model.norm: batch, model.fc_activation: leaky_relu, model.dropout: 0.2}
+      optimizer:
+        sgd0.9: {optim.name: sgd, optim.momentum: 0.9, optim.lr: 0.01}
+        adam: {optim.name: adam, optim.lr: 0.001}
+"""
+
+
+def _children(client, experiment_id):
+    runs = client.search_runs([experiment_id], "tags.`gridrun.kind` = 'cell'", max_results=1000)
+    return sorted(runs, key=lambda r: int(r.data.tags["gridrun.index"]))
+
+
+@pytest.fixture
+def small_cifar_launch(write_grid, cifar_dir, tracking_uri):
+    grid = load_grid(write_grid(SMALL_CIFAR_GRID))
+    report = launch(grid, data_dir=str(cifar_dir), tracking_uri=tracking_uri)
+    return grid, report
+
+
+def test_launch_records_every_cell_with_params_metrics_and_tags(small_cifar_launch, tracking_uri):
+    grid, report = small_cifar_launch
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("small-cifar")
+    assert exp.experiment_id == report.experiment_id
+    assert (report.planned, report.skipped, report.ran, report.failed) == (4, 0, 4, 0)
+
+    parent = client.get_run(report.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["gridrun.kind"] == "launch"
+    assert parent.data.metrics["cells_ran"] == 4
+    artifacts = [a.path for a in client.list_artifacts(parent.info.run_id)]
+    assert "grid.yaml" in artifacts
+
+    children = _children(client, exp.experiment_id)
+    cells = grid.cells()
+    assert [r.info.run_name for r in children] == [c.name for c in cells] == [
+        "relu_bn-sgd0.9", "relu_bn-adam", "leaky_drop-sgd0.9", "leaky_drop-adam"]
+    for run, cell in zip(children, cells):
+        assert run.info.status == "FINISHED"
+        tags = run.data.tags
+        assert tags["mlflow.parentRunId"] == report.parent_run_id
+        assert tags["gridrun.cell"] == cell.id == config.cell_id(cell.config)
+        assert tags["gridrun.label"] == cell.label
+        assert tags["gridrun.outcome"] == "max_epochs"
+        assert tags["gridrun.reason"] == "reached train.max_epochs=2"
+        assert tags["gridrun.axis.optimizer"] in ("sgd0.9", "adam")
+        # the full resolved config, flattened with dotted keys, and nothing else
+        assert set(run.data.params) == set(cell.config)
+        assert run.data.params["data.train_size"] == "400"
+        assert run.data.params["model.filters"] == "[32, 64, 128]"
+        assert ("optim.momentum" in run.data.params) == (cell.config["optim.name"] == "sgd")
+        assert FINAL_METRICS | EPOCH_METRICS <= set(run.data.metrics)
+        for key in EPOCH_METRICS:
+            history = client.get_metric_history(run.info.run_id, key)
+            assert sorted(m.step for m in history) == [1, 2], key
+        assert 0.0 <= run.data.metrics["test_acc"] <= 1.0
+        assert run.data.metrics["epochs_needed"] in (1, 2)
+        assert run.data.metrics["params_total"] == run.data.metrics["params_trainable"] > 600_000
+
+
+def test_relaunch_skips_finished_cells_and_rerun_forces(small_cifar_launch, cifar_dir,
+                                                        tracking_uri):
+    grid, _ = small_cifar_launch
+    client = MlflowClient(tracking_uri)
+    exp_id = client.get_experiment_by_name("small-cifar").experiment_id
+    before = len(client.search_runs([exp_id]))
+
+    again = launch(grid, data_dir=str(cifar_dir), tracking_uri=tracking_uri)
+    assert (again.parent_run_id, again.skipped, again.ran) == (None, 4, 0)
+    assert len(client.search_runs([exp_id])) == before
+
+    rerun = launch(load_grid(grid.path, ["train.max_epochs=1"]), data_dir=str(cifar_dir),
+                   tracking_uri=tracking_uri)
+    assert rerun.ran == 4, "a changed setting is a different cell"
+    forced = launch(grid, data_dir=str(cifar_dir), tracking_uri=tracking_uri, rerun=True)
+    assert forced.ran == 4 and forced.skipped == 0
+
+
+def test_a_failing_cell_is_recorded_and_the_grid_goes_on(write_grid, tracking_uri, monkeypatch,
+                                                         tmp_path):
+    # six 2x2 poolings cannot fit a 32x32 image: that cell raises when its model is built
+    path = write_grid("""
+        name: with-a-broken-cell
+        fixed: {data.dataset: digits, train.max_epochs: 1, model.name: base4}
+        grid:
+          model.filters: [[8, 8, 8, 8, 8, 8], [8, 8]]
+    """)
+    result = CliRunner().invoke(cli, ["launch", str(path), "--tracking-uri", tracking_uri])
+    assert result.exit_code == 1, result.output
+    assert "ran 2 cells, skipped 0 already finished, 1 failed" in result.output
+    client = MlflowClient(tracking_uri)
+    exp_id = client.get_experiment_by_name("with-a-broken-cell").experiment_id
+    broken, fine = _children(client, exp_id)
+    assert broken.info.status == "FAILED" and broken.data.tags["gridrun.outcome"] == "failed"
+    assert "RuntimeError" in broken.data.tags["gridrun.reason"]
+    assert "error.txt" in [a.path for a in client.list_artifacts(broken.info.run_id)]
+    assert fine.info.status == "FINISHED"
+    parent = client.get_run(broken.data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "FAILED"
+    # the finished cell is kept; a relaunch retries only the failed one
+    result = CliRunner().invoke(cli, ["launch", str(path), "--tracking-uri", tracking_uri])
+    assert "ran 1 cells, skipped 1 already finished, 1 failed" in result.output
+
+
+def test_quickstart_from_the_command_line_uses_mlflow_db_in_the_working_dir(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    cmd = [sys.executable, "-m", "gridrun.cli", "launch", str(REPO / "grids" / "quickstart.yaml"),
+           "--set", "train.max_epochs=1"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "ran 4 cells" in proc.stdout
+    assert "[4/4]" in proc.stderr and "val_acc" in proc.stderr and "ETA" in proc.stderr
+    assert "INFO" not in proc.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("quickstart")
+    assert len(_children(client, exp.experiment_id)) == 4
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert again.returncode == 0
+    assert "nothing to do: all 4 cells already finished" in again.stdout
+
+
+def test_data_errors_come_before_any_run(write_grid, tmp_path, tracking_uri):
+    path = write_grid("fixed: {data.dataset: cifar10, data.train_size: 10}")
+    (tmp_path / "d" / "train" / "cat").mkdir(parents=True)
+    result = CliRunner().invoke(cli, ["launch", str(path), "--data-dir", str(tmp_path / "d"),
+                                      "--tracking-uri", tracking_uri])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: {tmp_path / 'd'}: ImageFolder layout needs both "
+                                     "train/ and test/; test/ is missing")
+    assert not (tmp_path / "mlflow.db").exists()

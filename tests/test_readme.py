@@ -1,0 +1,23 @@
+"""The README is the front door: CI must run exactly its test command."""
+from __future__ import annotations
+
+import re
+
+from .conftest import REPO
+
+
+def _bash_blocks(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+
+
+def test_ci_runs_the_readme_test_command():
+    blocks = _bash_blocks((REPO / "README.md").read_text())
+    test_command = next(b.strip() for b in blocks if "pytest" in b)
+    ci = (REPO / ".ci" / "run").read_text()
+    assert test_command in ci.splitlines()
+
+
+def test_readme_main_command_launches_the_quickstart_grid():
+    blocks = _bash_blocks((REPO / "README.md").read_text())
+    assert "gridrun launch grids/quickstart.yaml" in blocks[0]
+    assert (REPO / "grids" / "quickstart.yaml").exists()

@@ -1,0 +1,85 @@
+"""The training loop: early stopping, divergence, best weights, determinism."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gridrun import config
+from gridrun.train import EarlyStopping, train_cell
+
+
+def _run(values, patience, mode="max", min_delta=0.0):
+    """Feed a scripted metric sequence; return (stopped at epoch or None, best epoch)."""
+    stopper = EarlyStopping(patience, mode, min_delta)
+    for epoch, value in enumerate(values, 1):
+        stopper.step(value, epoch)
+        if stopper.should_stop:
+            return epoch, stopper.best_epoch
+    return None, stopper.best_epoch
+
+
+def test_early_stopping_waits_patience_epochs_after_the_best():
+    assert _run([0.1, 0.3, 0.35, 0.34, 0.33, 0.36, 0.2], patience=2) == (5, 3)
+    assert _run([0.1, 0.3, 0.35, 0.34, 0.33, 0.36, 0.2], patience=3) == (None, 6)
+    assert _run([0.5, 0.4], patience=0) == (2, 1)
+
+
+def test_early_stopping_min_mode_and_min_delta():
+    assert _run([2.0, 1.5, 1.49, 1.48, 1.6], patience=2, mode="min", min_delta=0.05) == (4, 2)
+    assert _run([2.0, 1.5, 1.4, 1.3], patience=1, mode="min") == (None, 4)
+
+
+def _cfg(**settings):
+    base = {"data.dataset": "digits", "model.name": "lenet", "train.max_epochs": 3,
+            "data.batch_size": 64}
+    return config.resolve({**base, **settings})
+
+
+def test_huge_learning_rate_ends_not_converging(digits):
+    result = train_cell(_cfg(**{"optim.lr": 1e6}), digits)
+    assert result.outcome == "not_converging"
+    assert result.reason.startswith("non-finite training loss in epoch 1")
+
+
+def test_accuracy_stuck_at_chance_ends_not_converging(digits):
+    cfg = _cfg(**{"optim.lr": 1e-9, "optim.momentum": 0.0, "train.diverge_epochs": 2,
+                  "train.max_epochs": 10})
+    result = train_cell(cfg, digits)
+    assert result.outcome == "not_converging"
+    assert result.epochs_run == 2
+    assert "within chance 0.100 + margin 0.05 after 2 epochs" in result.reason
+
+
+def test_patience_stops_and_restores_the_best_epoch(digits):
+    epochs = []
+    cfg = _cfg(**{"optim.name": "adam", "optim.lr": 0.003, "train.max_epochs": 30,
+                  "train.patience": 1, "train.monitor": "val_loss"})
+    result = train_cell(cfg, digits, on_epoch=epochs.append)
+    assert result.outcome == "early_stopped"
+    assert [s.epoch for s in epochs] == list(range(1, result.epochs_run + 1))
+    losses = [s.val_loss for s in epochs]
+    assert result.epochs_needed == losses.index(min(losses)) + 1
+    assert result.epochs_run == result.epochs_needed + 1
+    assert result.best_val_acc == max(s.val_acc for s in epochs)
+    assert result.test_acc > 0.8
+    assert len(result.test_predictions) == len(digits.test_y)
+    assert math.isclose(result.test_acc,
+                        (result.test_predictions == result.test_targets).float().mean().item())
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(digits):
+    def numbers(seed):
+        result = train_cell(_cfg(seed=seed, **{"model.name": "base4", "model.norm": "batch",
+                                               "model.dropout": 0.2}), digits)
+        return [(s.train_loss, s.val_loss, s.val_acc) for s in result.history], result.test_acc
+
+    first = numbers(0)
+    assert numbers(0) == first
+    assert numbers(1) != first
+
+
+def test_reports_parameter_counts(digits):
+    result = train_cell(_cfg(**{"train.max_epochs": 1}), digits)
+    assert (result.params_total, result.params_trainable) == (62_006, 62_006)
+    assert result.outcome == "max_epochs"

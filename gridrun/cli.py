@@ -46,41 +46,24 @@ def _quiet_mlflow() -> None:
 
 
 def _overrides_option(fn):
+    fn = click.option("--sets", "overrides_list", metavar="'K=V;K=V'", default="",
+                      help="Several overrides in one argument, separated by ';' (for MLproject "
+                           "parameters).")(fn)
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                         help="Override a setting for every cell (repeatable), e.g. "
                              "--set data.train_size=2000. Validated like the file.")(fn)
 
 
-@cli.command(epilog="""\b
-Examples:
-  gridrun launch grids/activation_vs_optim.yaml --dry-run
-  gridrun launch grids/activation_vs_optim.yaml --set data.train_size=2000 --set train.max_epochs=1
-  gridrun launch grids/quickstart.yaml --tracking-uri sqlite:///runs.db""")
-@click.argument("grid_file", type=click.Path(dir_okay=False))
-@_overrides_option
-@click.option("--dry-run", is_flag=True, help="Print the cells and exit; nothing is trained.")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="Dataset directory [default: $GRIDRUN_DATA_DIR, else ./data].")
-@click.option("--tracking-uri", metavar="URI",
-              help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].")
-@click.option("--rerun", is_flag=True, help="Train cells again even if they already finished.")
-def launch(grid_file, overrides, dry_run, data_dir, tracking_uri, rerun):
-    """Train every cell of GRID_FILE and record each as an MLflow run.
+def _all_overrides(overrides: tuple[str, ...], overrides_list: str) -> list[str]:
+    return list(overrides) + [o.strip() for o in overrides_list.split(";") if o.strip()]
 
-    Cells that already have a FINISHED run in the grid's experiment are skipped, so an
-    interrupted launch is resumed by running the same command again.
-    """
-    from .grid import load_grid
 
-    grid = load_grid(grid_file, overrides)
-    if dry_run:
-        click.echo(format_cells(grid))
-        return
+def _run_launch(grid, data_dir, tracking_uri, rerun) -> None:
+    """Launch with a live progress display; report, and exit 1 if any cell failed."""
     from .execute import launch as run_launch
     from .progress import ConsoleProgress
 
     _quiet_mlflow()
-
     progress = ConsoleProgress()
     try:
         report = run_launch(grid, data_dir=data_dir, tracking_uri=tracking_uri, rerun=rerun,
@@ -97,6 +80,54 @@ def launch(grid_file, overrides, dry_run, data_dir, tracking_uri, rerun):
         sys.exit(1)
 
 
+@cli.command(epilog="""\b
+Examples:
+  gridrun launch grids/activation_vs_optim.yaml --dry-run
+  gridrun launch grids/activation_vs_optim.yaml --set data.train_size=2000 --set train.max_epochs=1
+  gridrun launch grids/quickstart.yaml --tracking-uri sqlite:///runs.db""")
+@click.argument("grid_file", type=click.Path(dir_okay=False))
+@_overrides_option
+@click.option("--dry-run", is_flag=True, help="Print the cells and exit; nothing is trained.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Dataset directory [default: $GRIDRUN_DATA_DIR, else ./data].")
+@click.option("--tracking-uri", metavar="URI",
+              help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].")
+@click.option("--rerun", is_flag=True, help="Train cells again even if they already finished.")
+def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri, rerun):
+    """Train every cell of GRID_FILE and record each as an MLflow run.
+
+    Cells that already have a FINISHED run in the grid's experiment are skipped, so an
+    interrupted launch is resumed by running the same command again.
+    """
+    from .grid import load_grid
+
+    grid = load_grid(grid_file, _all_overrides(overrides, overrides_list))
+    if dry_run:
+        click.echo(format_cells(grid))
+        return
+    _run_launch(grid, data_dir, tracking_uri, rerun)
+
+
+@cli.command(epilog="""\b
+Examples:
+  gridrun cell --set model.name=lenet --set optim.lr=0.01 --set data.dataset=digits
+  gridrun cell --experiment my-cells --set optim.name=adam --set train.max_epochs=5""")
+@_overrides_option
+@click.option("--experiment", default="gridrun-cells", show_default=True,
+              help="MLflow experiment for the cell.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Dataset directory [default: $GRIDRUN_DATA_DIR, else ./data].")
+@click.option("--tracking-uri", metavar="URI",
+              help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].")
+@click.option("--rerun", is_flag=True, help="Train it again even if it already finished.")
+def cell(overrides, overrides_list, experiment, data_dir, tracking_uri, rerun):
+    """Train one configuration given as --set KEY=VALUE settings (the rest are defaults)."""
+    from .grid import grid_from_settings
+
+    grid = grid_from_settings(_all_overrides(overrides, overrides_list), experiment)
+    _run_launch(grid, data_dir, tracking_uri, rerun)
+
+
 def format_cells(grid) -> str:
     """The --dry-run listing: the count, then one line per cell with its values on each axis."""
     cells = grid.cells()
@@ -109,6 +140,82 @@ def format_cells(grid) -> str:
              "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+@cli.command(epilog="""\b
+Examples:
+  gridrun summary grids/activation_vs_optim.yaml
+  gridrun summary grids/activation_vs_optim.yaml --format latex --output table1.tex
+  gridrun summary --experiment activation_vs_optim --pivot variant optimizer
+  gridrun summary grids/activation_vs_optim.yaml --effects
+  gridrun summary grids/activation_vs_optim.yaml --view params --sort accuracy
+
+\b
+Repeats over seeds are one row per configuration: mean ± std of the test accuracy and n
+(converged runs / runs). The best configuration is bold, and so is every configuration not
+significantly worse than it: a one-sided Welch t-test, alpha 0.05, on the per-seed accuracies
+(both need n >= 2).""")
+@click.argument("grid_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--experiment", metavar="NAME", help="Summarize an experiment by name instead.")
+@click.option("--format", "fmt", type=click.Choice(["term", "markdown", "latex", "csv", "html"]),
+              default="term", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the table to a file.")
+@click.option("--sort", metavar="COLUMN", help="Sort by a column (accuracy: best first).")
+@click.option("--pivot", nargs=2, metavar="ROWS COLS",
+              help="Mean accuracy for each pair of levels of two factors, e.g. variant optimizer.")
+@click.option("--effects", is_flag=True, help="Marginal mean accuracy of each level of each factor.")
+@click.option("--view", type=click.Choice(["results", "params"]), default="results",
+              show_default=True, help="params: parameter counts next to accuracy.")
+@_overrides_option
+@click.option("--tracking-uri", metavar="URI",
+              help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].")
+def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, overrides,
+            overrides_list, tracking_uri):
+    """Print the results table of a grid's runs (the grid file, or --experiment NAME).
+
+    Rows follow the grid's order; only the latest finished run of each cell counts; failed,
+    running and not-yet-run cells are shown as such. Without --set, the grid is read with the
+    --set overrides of its latest launch. The rendered table is also logged on that launch's
+    parent run.
+    """
+    from . import summary as summaries
+
+    _quiet_mlflow()
+    if (grid_file is None) == (experiment is None):
+        raise GridError("give either a grid file or --experiment NAME", "summary")
+    given = _all_overrides(overrides, overrides_list)
+    grid = (summaries.grid_as_launched(grid_file, given or None, tracking_uri)
+            if grid_file else None)
+    df = summaries.table(experiment=experiment, grid=grid, tracking_uri=tracking_uri, view=view,
+                         sort=sort, pivot=tuple(pivot) if pivot else None, effects=effects)
+    color = fmt == "term" and output is None and sys.stdout.isatty()
+    text = summaries.render(df, fmt, color=color)
+    if output:
+        _write_atomically(output, text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+    kind = "effects" if effects else ("pivot" if pivot else view)
+    ext = {"term": "txt", "markdown": "md", "latex": "tex"}.get(fmt, fmt)
+    name = grid.name if grid is not None else experiment
+    summaries.log_rendered(name, summaries.render(df, fmt) if color else text,
+                           f"summary/{kind}.{ext}", tracking_uri)
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write via a temporary file and a rename: a failure never leaves half a table behind."""
+    import os
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gridrun-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 @cli.command(epilog="\b\nExample:\n  gridrun models")

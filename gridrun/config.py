@@ -195,9 +195,12 @@ def check_cell(cfg: dict[str, Any], where: str) -> None:
         raise GridError("optim.nesterov: true requires optim.momentum > 0", where)
 
 
-def cell_id(cfg: dict[str, Any]) -> str:
-    """A stable hash of what the cell computes: the resolved config with its seed, minus `device`."""
-    hashed = {k: v for k, v in cfg.items() if OPTIONS[k].hashed}
+def cell_id(cfg: dict[str, Any], with_seed: bool = True) -> str:
+    """A stable hash of what the cell computes: the resolved config with its seed, minus `device`.
+
+    `with_seed=False` gives the configuration's id, shared by its repeats over seeds.
+    """
+    hashed = {k: v for k, v in cfg.items() if OPTIONS[k].hashed and (with_seed or k != "seed")}
     blob = json.dumps(hashed, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -361,12 +361,6 @@ def batches(split: Split, batch_size: int, generator: torch.Generator | None = N
             yield split.x[i], split.y[i]
 
 
-class Normalize:
-    """uint8 images -> float inputs standardized with the dataset's per-channel mean and std."""
-
-    def __init__(self, mean: list[float], std: list[float], device: torch.device):
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float().div_(255) - self.mean) / self.std
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float images in [0, 1], the input every gridrun model takes."""
+    return x.float().div_(255)

@@ -6,12 +6,16 @@ this process; other executors (worker processes, Ray) replace `run_cells` and ke
 """
 from __future__ import annotations
 
+import tempfile
 import traceback
+import warnings
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .data import ImageSet, check_sizes, load_dataset
 from .grid import Cell, Grid
+from .reports import cell_reports, grid_plots
 from .tracking import Tracker
 from .train import CellResult, EpochStats, select_device, train_cell
 
@@ -81,6 +85,10 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     status = "FINISHED"
     try:
         run_cells(tracker, experiment_id, report, grid, todo, images, progress)
+        try:
+            record_grid(tracker, report.parent_run_id, grid)
+        except Exception as e:  # noqa: BLE001 - the cells are recorded; the plots are extras
+            warnings.warn(f"could not log the grid's summary plots: {e}")
     except BaseException:
         status = "KILLED"
         raise
@@ -118,14 +126,43 @@ def run_cells(tracker: Tracker, experiment_id: str, report: LaunchReport, grid: 
             report.outcomes[run_id] = "failed"
             progress.cell_done(cell, "failed", f"{e.__class__.__name__}: {e}")
             continue
-        record_result(tracker, run_id, result)
+        try:
+            record_result(tracker, experiment_id, run_id, cell, result)
+        except Exception as e:  # noqa: BLE001 - e.g. a full disk: this cell fails, others go on
+            tracker.fail_cell(run_id, e)
+            report.outcomes[run_id] = "failed"
+            progress.cell_done(cell, "failed", f"recording the result: {e}")
+            continue
         report.outcomes[run_id] = result.outcome
         progress.cell_done(cell, result.outcome, _describe(result))
 
 
-def record_result(tracker: Tracker, run_id: str, result: CellResult) -> None:
-    """Final metrics and outcome of a cell that trained to the end."""
+def record_result(tracker: Tracker, experiment_id: str, run_id: str, cell: Cell,
+                  result: CellResult) -> None:
+    """A trained cell's figures, reports and model, then its final metrics and outcome.
+
+    The run is marked FINISHED last, so a crash while logging leaves it unfinished and a
+    relaunch trains the cell again rather than trusting half its artifacts.
+    """
+    with tempfile.TemporaryDirectory(prefix="gridrun-") as folder:
+        cell_reports(result, Path(folder), title=cell.name)
+        tracker.log_files(run_id, Path(folder))
+    if result.model is not None and result.example_input is not None:
+        tracker.log_model(experiment_id, run_id, result.model, result.example_input)
     tracker.finish_cell(run_id, result)
+
+
+def record_grid(tracker: Tracker, parent_run_id: str, grid: Grid) -> None:
+    """The grid-level figures and the results table, on the launch's parent run."""
+    from .summary import cells_frame, factor_levels, factors, render, table
+
+    cells = cells_frame(grid=grid, tracking_uri=tracker.tracking_uri)
+    levels = {f: factor_levels(cells, f) for f in factors(cells)}
+    with tempfile.TemporaryDirectory(prefix="gridrun-") as folder:
+        grid_plots(cells, levels, Path(folder))
+        (Path(folder) / "summary.md").write_text(
+            render(table(grid=grid, tracking_uri=tracker.tracking_uri), "markdown"))
+        tracker.log_files(parent_run_id, Path(folder))
 
 
 def _describe(result: CellResult) -> str:

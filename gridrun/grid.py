@@ -55,6 +55,7 @@ class Cell:
     label: str  # label on the first bundle axis (else the model name): a table's "Model" column
     axes: dict[str, str]  # axis name -> label of the value this cell takes (applicable axes only)
     id: str  # stable hash of config (seed included)
+    config_id: str = ""  # the same without the seed: repeats of one configuration share it
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Grid:
     exclude: list[dict[str, Any]]
     seeds: list[int]
     overrides: dict[str, Any] = field(default_factory=dict)
+    override_args: list[str] = field(default_factory=list)  # the --set strings, as given
     text: str = ""  # the file as written, logged with each launch
 
     def size(self) -> int:
@@ -283,13 +285,31 @@ def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
 
     exclude = _exclusions(raw.get("exclude"), axes, f"{where}: exclude")
     grid = Grid(str(path), name.strip(), str(description), fixed, axes, exclude, seeds,
-                applied, text)
+                applied, list(overrides), text)
     if grid.size() > MAX_CELLS:
         raise GridError(f"the grid has {grid.size():,} combinations; the limit is {MAX_CELLS:,} "
                         "(split it into several grids)", where)
     cells = grid.cells()  # validates every resolved cell now, before anything runs
     if not cells:
         raise GridError("every cell is excluded; nothing to run", where)
+    return grid
+
+
+def grid_from_settings(overrides: list[str] | tuple[str, ...], name: str) -> Grid:
+    """A one-cell grid from `key=value` settings alone: `gridrun cell` and MLproject's `cell`.
+
+    Each setting is a one-value axis, so the run is named after the settings given
+    (`lenet-adam-lr0.001-max_epochs5`) the way a grid's cells are.
+    """
+    settings = {}
+    for text_override in overrides:
+        key, value = parse_override(text_override)
+        settings[key] = config.check_value(key, value, f"--set {key}")
+    axes = [_axis(key, [list(v) if isinstance(v, tuple) else v], f"--set {key}")
+            for key, v in settings.items()]
+    text = yaml.safe_dump({"name": name, "fixed": config.nest(settings)}, sort_keys=False)
+    grid = Grid("<command line>", name, "", {}, axes, [], [], text=text)
+    grid.cells()  # validates the resolved cell
     return grid
 
 
@@ -344,5 +364,6 @@ def expand(grid: Grid) -> list[Cell]:
             label=labels[0] if labels else str(cfg["model.name"]),
             axes=chosen,
             id=cid,
+            config_id=config.cell_id(cfg, with_seed=False),
         ))
     return cells

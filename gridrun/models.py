@@ -63,6 +63,23 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
+class Standardized(nn.Module):
+    """`net` behind per-channel standardization: takes float images in [0, 1], shape [N, C, H, W].
+
+    Training wraps every model in this, so the model logged to MLflow carries its dataset's mean
+    and std and needs no separate preprocessing to be used.
+    """
+
+    def __init__(self, net: nn.Module, mean: list[float], std: list[float]):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
 # --- building blocks -------------------------------------------------------------------------
 
 def activation(name: str) -> nn.Module:

@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .data import ImageSet, Normalize, Split, batches, make_splits
-from .models import build_model, count_params
+from .data import ImageSet, Split, batches, make_splits, to_float
+from .models import Standardized, build_model, count_params
 
 EVAL_BATCH_SIZE = 1000
 
@@ -50,7 +50,8 @@ class CellResult:
     test_predictions: torch.Tensor | None = None  # predicted class per test image
     test_targets: torch.Tensor | None = None
     classes: list[str] = field(default_factory=list)
-    model: nn.Module | None = None  # with the best weights restored, on the CPU
+    model: nn.Module | None = None  # best weights, on the CPU; takes float images in [0, 1]
+    example_input: torch.Tensor | None = None  # two test images, as the model takes them
 
     def final_metrics(self) -> dict[str, float]:
         return {"test_acc": self.test_acc, "test_loss": self.test_loss,
@@ -124,13 +125,13 @@ def seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, normalize: Normalize, loss_fn: nn.Module
+def evaluate(model: nn.Module, split: Split, loss_fn: nn.Module
              ) -> tuple[float, float, torch.Tensor]:
     """(mean loss, accuracy, predictions) over a split, in eval mode."""
     model.eval()
     total_loss, predictions = 0.0, []
     for xb, yb in batches(split, EVAL_BATCH_SIZE):
-        logits = model(normalize(xb))
+        logits = model(to_float(xb))
         total_loss += loss_fn(logits, yb).item() * len(yb)
         predictions.append(logits.argmax(1))
     pred = torch.cat(predictions)
@@ -147,12 +148,12 @@ def train_cell(cfg: dict, images: ImageSet,
     splits = make_splits(images, cfg["data.val_fraction"], cfg["data.train_size"],
                          cfg["data.test_size"], cfg["data.split_seed"])
     train, val, test = splits.train.to(device), splits.val.to(device), splits.test.to(device)
-    normalize = Normalize(splits.mean, splits.std, device)
 
     channels, size, _ = images.image_shape
     options = {k.split(".", 1)[1]: v for k, v in cfg.items()
                if k.startswith("model.") and k != "model.name"}
-    model = build_model(cfg["model.name"], images.num_classes, channels, size, **options).to(device)
+    net = build_model(cfg["model.name"], images.num_classes, channels, size, **options)
+    model = Standardized(net, splits.mean, splits.std).to(device)
     params_total, params_trainable = count_params(model)
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     loss_fn = nn.CrossEntropyLoss()
@@ -173,7 +174,7 @@ def train_cell(cfg: dict, images: ImageSet,
         model.train()
         seen, loss_sum, correct, finite = 0, 0.0, 0, True
         for xb, yb in batches(train, cfg["data.batch_size"], shuffle):
-            logits = model(normalize(xb))
+            logits = model(to_float(xb))
             loss = loss_fn(logits, yb)
             if not torch.isfinite(loss):
                 finite = False
@@ -187,7 +188,7 @@ def train_cell(cfg: dict, images: ImageSet,
         if not finite:
             outcome, reason = "not_converging", f"non-finite training loss in epoch {epoch}"
             break
-        val_loss, val_acc, _ = evaluate(model, val, normalize, loss_fn)
+        val_loss, val_acc, _ = evaluate(model, val, loss_fn)
         stats = EpochStats(epoch, loss_sum / seen, correct / seen, val_loss, val_acc,
                            optimizer.param_groups[0]["lr"], time.perf_counter() - t0)
         history.append(stats)
@@ -211,14 +212,14 @@ def train_cell(cfg: dict, images: ImageSet,
             break
 
     model.load_state_dict(best_state)
-    test_loss, test_acc, predictions = evaluate(model, test, normalize, loss_fn)
+    test_loss, test_acc, predictions = evaluate(model, test, loss_fn)
     return CellResult(
         outcome=outcome, reason=reason, epochs_run=len(history),
         epochs_needed=stopper.best_epoch, best_val_acc=best_val_acc,
         test_acc=test_acc, test_loss=test_loss, duration_s=time.perf_counter() - started,
         params_total=params_total, params_trainable=params_trainable, history=history,
         test_predictions=predictions.cpu(), test_targets=test.y.cpu(), classes=splits.classes,
-        model=model.cpu(),
+        model=model.cpu().eval(), example_input=to_float(splits.test.x[:2]),
     )
 
 

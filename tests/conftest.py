@@ -25,6 +25,15 @@ def dataset_cache(tmp_path_factory):
         os.environ["GRIDRUN_CACHE_DIR"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def working_dir(tmp_path_factory):
+    """Tests run in a scratch folder: MLflow puts artifacts under ./mlruns of the working dir."""
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(old)
+
+
 @pytest.fixture(scope="session")
 def cifar_dir() -> Path:
     if not (CIFAR10_JPEG / "train").is_dir():

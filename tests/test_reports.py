@@ -1,0 +1,93 @@
+"""What `mlflow ui` shows next to every run: curves, confusion matrices, reports, the model."""
+from __future__ import annotations
+
+import json
+
+import mlflow.pytorch
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from gridrun import data
+from gridrun.execute import launch
+from gridrun.grid import load_grid
+from gridrun.reports import most_confused
+
+CELL_FILES = {"curves.png", "confusion_matrix.png", "confusion_matrix_errors.png",
+              "per_class_error.png", "top_confusions.json", "top_confusions.txt",
+              "classification_report.txt", "classification_report.json"}
+
+
+@pytest.fixture(scope="module")
+def digits_launch(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reports")
+    path = folder / "reports.yaml"
+    path.write_text("""
+name: reports
+fixed: {data.dataset: digits, train.max_epochs: 3, optim.name: adam, optim.lr: 0.002}
+grid:
+  model.name: [lenet, base4]
+""")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    report = launch(load_grid(path), tracking_uri=uri)
+    return report, MlflowClient(uri), uri
+
+
+def _child_runs(client, report):
+    return client.search_runs([report.experiment_id], "tags.`gridrun.kind` = 'cell'")
+
+
+def test_every_child_run_has_its_figures_and_reports(digits_launch):
+    report, client, _ = digits_launch
+    for run in _child_runs(client, report):
+        files = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert CELL_FILES <= files, CELL_FILES - files
+        local = client.download_artifacts(run.info.run_id, "classification_report.json")
+        with open(local) as f:
+            rep = json.load(f)
+        assert set(rep) >= {"0", "9", "accuracy", "macro avg", "weighted avg"}
+        assert rep["accuracy"] == pytest.approx(run.data.metrics["test_acc"])
+        assert sum(rep[str(c)]["support"] for c in range(10)) == 360
+        with open(client.download_artifacts(run.info.run_id, "curves.png"), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_parent_run_has_grid_plots_and_the_table(digits_launch):
+    report, client, _ = digits_launch
+    files = {a.path for a in client.list_artifacts(report.parent_run_id)}
+    assert {"accuracy_by_factor.png", "accuracy_vs_params.png", "summary.md",
+            "reports.yaml"} <= files
+    table = open(client.download_artifacts(report.parent_run_id, "summary.md")).read()
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    accuracies = [row[4] for row in rows]
+    best = max(float(a.strip("*%")) for a in accuracies)
+    assert [a.startswith("**") for a in accuracies] == [
+        float(a.strip("*%")) == best for a in accuracies]
+    assert [row[0] for row in rows] == ["| lenet", "| base4"]
+
+
+def test_logged_model_loads_back_and_predicts_the_same(digits_launch):
+    report, client, uri = digits_launch
+    run = next(r for r in _child_runs(client, report) if r.data.params["model.name"] == "base4")
+    model_id = run.outputs.model_outputs[0].model_id
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pytorch.load_model(f"models:/{model_id}")
+    splits = data.make_splits(data.load_dataset("digits"))
+    with torch.no_grad():
+        predictions = model(data.to_float(splits.test.x)).argmax(1)
+    accuracy = (predictions == splits.test.y).float().mean().item()
+    assert accuracy == pytest.approx(run.data.metrics["test_acc"])
+    logged = client.get_logged_model(model_id)
+    assert logged.experiment_id == report.experiment_id and logged.source_run_id == run.info.run_id
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{model_id}")
+    out = pyfunc.predict(data.to_float(splits.test.x[:5]).numpy())
+    assert np.asarray(out).shape == (5, 10)
+
+
+def test_most_confused_pairs():
+    cm = np.array([[5, 3, 0], [1, 6, 4], [0, 0, 9]])
+    pairs = most_confused(cm, ["cat", "dog", "bird"], top=5)
+    assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == [
+        ("dog", "bird", 4), ("cat", "dog", 3), ("dog", "cat", 1)]
+    assert pairs[0]["share_of_true"] == pytest.approx(4 / 11)

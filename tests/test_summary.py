@@ -1,0 +1,207 @@
+"""Results tables: content, bold best in every format, states, seeds, pivot, effects, CLI."""
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from gridrun import summary
+from gridrun.cli import cli
+from gridrun.execute import launch
+from gridrun.grid import load_grid
+from gridrun.tracking import Tracker
+
+from .helpers import record_cell
+
+TABLE1_LIKE = """
+    name: table1-like
+    fixed: {data.dataset: digits, train.max_epochs: 2, model.name: base4, model.filters: [8, 16]}
+    grid:
+      variant:
+        relu_bn: {model.norm: batch}
+        leaky: {model.norm: batch, model.fc_activation: leaky_relu}
+      optimizer:
+        sgd0.9: {optim.name: sgd, optim.momentum: 0.9, optim.lr: 0.05}
+        adam: {optim.name: adam, optim.lr: 0.001}
+        huge: {optim.name: sgd, optim.momentum: 0.5, optim.lr: 1000000.0}
+"""
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory):
+    """A real grid trained on digits: 6 cells, two of which diverge."""
+    folder = tmp_path_factory.mktemp("summary")
+    path = folder / "table1.yaml"
+    path.write_text(TABLE1_LIKE)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    grid = load_grid(path)
+    launch(grid, tracking_uri=uri)
+    return grid, uri
+
+
+def _runs_by_name(uri, experiment):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+
+
+def test_results_table_matches_the_runs(launched):
+    grid, uri = launched
+    df = summary.table(grid=grid, tracking_uri=uri)
+    assert list(df.columns) == ["Model", "Duration", "Learning Rate", "Momentum/Adam", "Accuracy",
+                                "Epochs Needed"]
+    assert df["Model"].tolist() == ["relu_bn"] * 3 + ["leaky"] * 3
+    assert df["Learning Rate"].tolist() == ["0.05", "0.001", "1e+06"] * 2
+    assert df["Momentum/Adam"].tolist() == ["0.9", "Adam", "0.5"] * 2
+    runs = _runs_by_name(uri, "table1-like")
+    for row, cell in zip(df.itertuples(), grid.cells()):
+        run = runs[cell.name]
+        if cell.config["optim.lr"] > 1000:
+            assert row.Accuracy == "Not Converging"
+            continue
+        assert row.Accuracy == f"{run.data.metrics['test_acc'] * 100:.2f}%"
+        assert row._6 == str(int(run.data.metrics["epochs_needed"]))  # Epochs Needed
+        assert re.fullmatch(r"\d+ s|\d+\.\d min", row.Duration)
+    accuracies = {i: float(a.rstrip("%")) for i, a in enumerate(df["Accuracy"]) if a.endswith("%")}
+    best = max(accuracies, key=accuracies.get)
+    assert df.attrs["bold"] == [(best, "Accuracy")]
+
+
+def test_best_is_bold_in_every_format(launched):
+    grid, uri = launched
+    df = summary.table(grid=grid, tracking_uri=uri)
+    (row, _), = df.attrs["bold"]
+    best = df.loc[row, "Accuracy"]
+    assert f"**{best}**" in summary.render(df, "markdown")
+    assert rf"\textbf{{{best.replace('%', chr(92) + '%')}}}" in summary.render(df, "latex")
+    assert f"<b>{best}</b>" in summary.render(df, "html")
+    csv_lines = summary.render(df, "csv").splitlines()
+    assert csv_lines[0].endswith(",best")
+    assert [line.endswith(",True") for line in csv_lines[1:]] == [i == row for i in range(len(df))]
+    plain = summary.render(df, "term")
+    assert f"{best} *" in plain and plain.rstrip().endswith("* best")
+    colored = summary.render(df, "term", color=True)
+    assert "\x1b[1;32m" in colored and best in colored
+    assert summary.render(df, "latex").count(r"\textbf") == 1
+
+
+def test_latest_finished_run_counts_and_states_are_shown(launched, tmp_path):
+    grid, uri = launched
+    # a copy of the store, so the module's launch stays as it was
+    store = tmp_path / "copy.db"
+    shutil.copy(uri.removeprefix("sqlite:///"), store)
+    uri = f"sqlite:///{store}"
+    tracker = Tracker(uri)
+    cells = grid.cells()
+    record_cell(tracker, grid, cells[0], test_acc=0.4242)  # a newer finished run: it counts
+    record_cell(tracker, grid, cells[1], test_acc=0.0, finish=False)  # still running: ignored
+    wider = load_grid(grid.path, ["optim.lr=0.02"])  # other cells: none has run yet
+    df = summary.table(grid=grid, tracking_uri=uri)
+    assert df.loc[0, "Accuracy"] == "42.42%"
+    assert df.loc[1, "Accuracy"].endswith("%"), "a running rerun does not hide a finished run"
+    running_cell = load_grid(grid.path, ["optim.lr=0.03"]).cells()[0]
+    record_cell(tracker, grid, running_cell, test_acc=0.0, finish=False)
+    states = summary.table(grid=load_grid(grid.path, ["optim.lr=0.03"]), tracking_uri=uri)
+    assert states.loc[0, "Accuracy"] == "Running"
+    assert set(summary.table(grid=wider, tracking_uri=uri)["Accuracy"]) == {"Not run"}
+
+
+def test_failed_cells_are_listed(write_grid, tracking_uri):
+    path = write_grid("""
+        name: with-failure
+        fixed: {data.dataset: digits, train.max_epochs: 1, model.name: base4}
+        grid:
+          model.filters: [[8, 8, 8, 8, 8, 8], [8, 8]]
+    """)
+    grid = load_grid(path)
+    launch(grid, tracking_uri=tracking_uri)
+    df = summary.table(grid=grid, tracking_uri=tracking_uri)
+    assert df.loc[0, "Accuracy"] == "Failed"
+    assert df.loc[1, "Accuracy"].endswith("%")
+    assert df.attrs["bold"] == [(1, "Accuracy")]
+
+
+def test_seeds_give_mean_std_n_and_bold_what_is_not_significantly_worse(write_grid,
+                                                                        tracking_uri):
+    grid = load_grid(write_grid("""
+        name: seeds
+        grid:
+          variant:
+            best: {optim.lr: 0.1}
+            close: {optim.lr: 0.2}
+            worse: {optim.lr: 0.3}
+        seeds: [0, 1, 2]
+    """))
+    tracker = Tracker(tracking_uri)
+    accuracies = {"best": [0.90, 0.91, 0.92], "close": [0.905, 0.90, 0.915],
+                  "worse": [0.50, 0.52, 0.51]}
+    for cell in grid.cells():
+        record_cell(tracker, grid, cell, accuracies[cell.label][cell.config["seed"]])
+    df = summary.table(grid=grid, tracking_uri=tracking_uri)
+    assert df["Model"].tolist() == ["best", "close", "worse"]
+    assert df["Accuracy"].tolist() == ["91.00 ± 1.00%", "90.67 ± 0.76%", "51.00 ± 1.00%"]
+    assert df["n"].tolist() == ["3/3"] * 3
+    assert df.attrs["bold"] == [(0, "Accuracy"), (1, "Accuracy")]
+
+
+def test_pivot_effects_and_params_views(launched):
+    grid, uri = launched
+    results = summary.table(grid=grid, tracking_uri=uri)
+    pivot = summary.table(grid=grid, tracking_uri=uri, pivot=("variant", "optimizer"))
+    assert list(pivot.columns) == ["variant \\ optimizer", "sgd0.9", "adam", "huge"]
+    assert pivot.iloc[:, 0].tolist() == ["relu_bn", "leaky"]
+    assert pivot.loc[1, "adam"] == results.loc[4, "Accuracy"]
+    effects = summary.table(grid=grid, tracking_uri=uri, effects=True)
+    assert effects[["Factor", "Level"]].values.tolist() == [
+        ["variant", "relu_bn"], ["variant", "leaky"],
+        ["optimizer", "sgd0.9"], ["optimizer", "adam"], ["optimizer", "huge"]]
+    cells = summary.cells_frame(grid=grid, tracking_uri=uri)
+    adam = cells[cells["optim.name"] == "adam"]["test_acc"].mean() * 100
+    assert effects.loc[3, "Mean Accuracy"] == f"{adam:.2f}%"
+    params = summary.table(grid=grid, tracking_uri=uri, view="params", sort="accuracy")
+    assert list(params.columns) == ["Model", "Trainable Params", "Total Params", "Accuracy",
+                                    "Epochs Needed"]
+    assert params.attrs["bold"] == [(0, "Accuracy")]
+    assert set(params["Total Params"]) == {f"{int(cells['params_total'].max()):,}"}
+
+
+def test_experiment_mode_matches_grid_mode(launched):
+    grid, uri = launched
+    by_grid = summary.table(grid=grid, tracking_uri=uri)
+    by_name = summary.table(experiment="table1-like", tracking_uri=uri)
+    assert by_name.equals(by_grid)
+
+
+def test_cli_summary_formats_output_file_and_parent_artifact(launched, tmp_path):
+    grid, uri = launched
+    runner = CliRunner()
+    for fmt in summary.FORMATS:
+        result = runner.invoke(cli, ["summary", grid.path, "--format", fmt, "--tracking-uri", uri])
+        assert result.exit_code == 0, result.output
+    out = tmp_path / "table.tex"
+    result = runner.invoke(cli, ["summary", grid.path, "--format", "latex", "--output", str(out),
+                                 "--tracking-uri", uri])
+    assert result.exit_code == 0 and out.read_text().startswith(r"\begin{tabular}")
+    client = MlflowClient(uri)
+    parent = Tracker(uri).latest_launch(client.get_experiment_by_name("table1-like").experiment_id)
+    logged = [a.path for a in client.list_artifacts(parent.info.run_id, "summary")]
+    assert {"summary/results.md", "summary/results.tex", "summary/results.html"} <= set(logged)
+    bad = runner.invoke(cli, ["summary", grid.path, "--sort", "speed", "--tracking-uri", uri])
+    assert bad.exit_code == 2 and "cannot sort by 'speed'; allowed: Model, Duration" in bad.output
+    missing = runner.invoke(cli, ["summary", "--experiment", "nope", "--tracking-uri", uri])
+    assert missing.exit_code == 2 and "no experiment 'nope'" in missing.output
+
+
+def test_summary_of_a_grid_uses_the_overrides_of_its_last_launch(write_grid, tracking_uri):
+    path = write_grid("""
+        name: overridden
+        fixed: {data.dataset: digits, model.name: lenet}
+        grid: {optim.name: [sgd, adam]}
+    """)
+    launch(load_grid(path, ["train.max_epochs=1"]), tracking_uri=tracking_uri)
+    grid = summary.grid_as_launched(str(path), tracking_uri=tracking_uri)
+    assert grid.overrides == {"train.max_epochs": 1}
+    assert all(a.endswith("%") for a in summary.table(grid=grid, tracking_uri=tracking_uri)["Accuracy"])

@@ -103,7 +103,7 @@ def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri
 
     grid = load_grid(grid_file, _all_overrides(overrides, overrides_list))
     if dry_run:
-        click.echo(format_cells(grid))
+        click.echo(format_search(grid) if grid.search else format_cells(grid))
         return
     _run_launch(grid, data_dir, tracking_uri, rerun)
 
@@ -126,6 +126,20 @@ def cell(overrides, overrides_list, experiment, data_dir, tracking_uri, rerun):
 
     grid = grid_from_settings(_all_overrides(overrides, overrides_list), experiment)
     _run_launch(grid, data_dir, tracking_uri, rerun)
+
+
+def format_search(grid) -> str:
+    """The --dry-run listing of an Optuna search: its trials and space."""
+    spec = grid.search
+    lines = [f"{spec.n_trials} trials of an Optuna search ({spec.sampler} sampler, "
+             f"{spec.pruner} pruner, seed {spec.seed}) in grid '{grid.name}' ({grid.path})"]
+    for key, space in spec.space.items():
+        if "choices" in space:
+            lines.append(f"  {key}: one of {', '.join(map(str, space['choices']))}")
+        else:
+            scale = ", log scale" if space["log"] else ""
+            lines.append(f"  {key}: {space['low']} .. {space['high']}{scale}")
+    return "\n".join(lines)
 
 
 def format_cells(grid) -> str:

@@ -16,7 +16,9 @@ from typing import Any, Callable
 from .errors import GridError
 from .models import ACTIVATIONS, MODELS, NORMS
 
-DATASETS = ("cifar10", "digits")
+DATASETS = ("cifar10", "digits", "imagefolder", "cub200")
+NORMALIZE = ("dataset", "symmetric", "centered", "imagenet", "none")
+SCHEDULERS = ("none", "step", "plateau", "cosine", "onecycle")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 MONITORS = ("val_acc", "val_loss", "train_acc", "train_loss")
 
@@ -81,6 +83,12 @@ def _options() -> dict[str, Option]:
         Option("data.test_size", "int", None, check=at_least_1, optional=True,
                doc="score on a stratified subset of this many test images"),
         Option("data.batch_size", "int", 64, check=at_least_1),
+        Option("data.shuffle", "bool", True, doc="reshuffle the training set every epoch"),
+        Option("data.image_size", "int", None, check=at_least_1, optional=True,
+               doc="resize images to this size (e.g. 224 for pretrained backbones); null: as stored"),
+        Option("data.normalize", "str", "dataset", choices=NORMALIZE,
+               doc="dataset: its mean/std; symmetric: mean 0.5 std 0.5; centered: mean 0.5 std 1 "
+                   "(inputs in [-0.5, 0.5]); imagenet: ImageNet mean/std; none"),
         Option("data.split_seed", "int", 0, check=non_negative,
                doc="seed of the validation split and subsets, shared by all cells"),
         # model
@@ -91,6 +99,13 @@ def _options() -> dict[str, Option]:
         _model_option("dropout", "float", check=fraction),
         _model_option("filters", "int_list", doc="conv widths, one conv layer each"),
         _model_option("fc", "int_list", doc="hidden widths of the fully connected layers"),
+        _model_option("kernels", "int_list", doc="kernel sizes, one per conv layer or branch"),
+        _model_option("widths", "int_list", doc="channel widths of the blocks"),
+        _model_option("units_per_block", "int", check=at_least_1),
+        _model_option("pretrained", "bool", doc="ImageNet weights from the local torch hub cache"),
+        _model_option("freeze", "str", choices=("none", "head", "last_block")),
+        Option("model.max_params", "int", None, check=at_least_1, optional=True,
+               doc="refuse, before training, any cell whose model has more parameters"),
         # optimizer
         Option("optim.name", "str", "sgd", choices=OPTIMIZERS),
         Option("optim.lr", "float", 0.01, check=positive),
@@ -98,8 +113,29 @@ def _options() -> dict[str, Option]:
                when="optim.name: sgd"),
         Option("optim.nesterov", "bool", False, applies=_sgd, when="optim.name: sgd"),
         Option("optim.weight_decay", "float", 0.0, check=non_negative),
+        # augmentation of training batches
+        Option("augment.crop_padding", "int", 0, check=non_negative,
+               doc="random crop with this much zero padding (0: off)"),
+        Option("augment.flip", "bool", False, doc="random horizontal flip"),
+        Option("augment.color_jitter", "float", 0.0, check=(lambda v: 0 <= v <= 1, "in [0, 1]"),
+               doc="brightness/contrast/saturation scaled by up to 1 +- this (0: off)"),
+        Option("augment.rotation", "float", 0.0, check=(lambda v: 0 <= v <= 180, "in [0, 180]"),
+               doc="random rotation of up to this many degrees (0: off)"),
         # training loop
         Option("train.max_epochs", "int", 20, check=at_least_1),
+        Option("train.label_smoothing", "float", 0.0, check=fraction),
+        Option("train.scheduler", "str", "none", choices=SCHEDULERS,
+               doc="learning-rate schedule: StepLR, ReduceLROnPlateau (on the monitored value), "
+                   "cosine annealing over max_epochs, one-cycle (max lr = optim.lr)"),
+        Option("train.step_size", "int", 5, check=at_least_1,
+               applies=lambda c: c.get("train.scheduler") == "step", when="train.scheduler: step",
+               doc="epochs between learning-rate decays"),
+        Option("train.gamma", "float", 0.1, check=(lambda v: 0 < v < 1, "in (0, 1)"),
+               applies=lambda c: c.get("train.scheduler") in ("step", "plateau"),
+               when="train.scheduler: step or plateau", doc="factor of each decay"),
+        Option("train.scheduler_patience", "int", 2, check=non_negative,
+               applies=lambda c: c.get("train.scheduler") == "plateau",
+               when="train.scheduler: plateau"),
         Option("train.patience", "int", 5, check=non_negative,
                doc="epochs without improvement of the monitored value before stopping"),
         Option("train.monitor", "str", "val_acc", choices=MONITORS),

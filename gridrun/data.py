@@ -10,6 +10,9 @@ Supported sources:
   (`train/<class>/*`, `test/<class>/*`), or torchvision's download when neither is present.
 - `digits`: scikit-learn's bundled 8x8 digits, upscaled to 32x32 RGB, with a fixed stratified
   20 % test split. Offline and tiny: for quick runs and tests.
+- `imagefolder`: any `train/<class>/*` + `test/<class>/*` tree.
+- `cub200`: the CUB-200-2011 layout (`images/`, `images.txt`, `image_class_labels.txt`,
+  `train_test_split.txt`, `classes.txt`), with its default train/test split.
 """
 from __future__ import annotations
 
@@ -88,8 +91,28 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GRIDRUN_CACHE_DIR") or Path.home() / ".cache" / "gridrun")
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> ImageSet:
-    """Load a dataset by name, from the cache when its source has not changed."""
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
+                 image_size: int | None = None) -> ImageSet:
+    """Load a dataset by name, from the cache when its source has not changed.
+
+    `image_size` matters for `imagefolder` and `cub200`, whose images are resized to it when they
+    are decoded (their photos come in many sizes); CIFAR-10 and digits are stored as they are.
+    """
+    if name in ("imagefolder", "cub200"):
+        root = resolve_data_dir(data_dir)
+        if not root.is_dir():
+            raise GridError(f"{name}: data directory not found", str(root))
+        if name == "cub200":
+            root = root / "CUB_200_2011" if (root / "CUB_200_2011").is_dir() else root
+            build = lambda: _load_cub(root, image_size)  # noqa: E731
+        else:
+            _find_cifar10(root)  # checks the train/ and test/ layout
+            if not (root / "train").is_dir():
+                raise GridError("imagefolder needs train/<class>/* and test/<class>/* folders",
+                                str(root))
+            build = lambda: _load_image_folder(root, "imagefolder", image_size)  # noqa: E731
+        return _cached(f"{name}-{image_size or 'native'}", _fingerprint(root), build,
+                       str(root.resolve()))
     if name == "digits":
         return _cached("digits", _digits_fingerprint(), _load_digits, "sklearn.datasets.load_digits")
     if name == "cifar10":
@@ -184,7 +207,8 @@ def _list_image_folder(part: Path, classes: list[str] | None = None) -> tuple[li
     return found, items
 
 
-def _decode(items: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def _decode(items: list[tuple[Path, int]], size: int | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode image files to one uint8 tensor; all images must have the same size.
 
     JPEGs are decoded in batches by torchvision (about 4x faster than PIL one by one); anything
@@ -195,7 +219,10 @@ def _decode(items: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
     def one(path: Path) -> torch.Tensor:
         try:
             with Image.open(path) as image:
-                return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+                image = image.convert("RGB")
+                if size is not None and image.size != (size, size):
+                    image = image.resize((size, size), Image.BILINEAR)
+                return torch.from_numpy(np.array(image)).permute(2, 0, 1)
         except Exception as e:  # noqa: BLE001
             raise GridError(f"cannot decode image ({e.__class__.__name__})", str(path)) from None
 
@@ -203,7 +230,7 @@ def _decode(items: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
     chunk = 4096
     for start in range(0, len(items), chunk):
         paths = [p for p, _ in items[start:start + chunk]]
-        if all(p.suffix.lower() in (".jpg", ".jpeg") for p in paths):
+        if size is None and all(p.suffix.lower() in (".jpg", ".jpeg") for p in paths):
             try:
                 images += _decode_jpegs(paths)
                 continue
@@ -213,7 +240,8 @@ def _decode(items: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
     for (path, _), image in zip(items, images):
         if image.shape != images[0].shape:
             raise GridError(f"image size {tuple(image.shape[1:])} differs from "
-                            f"{tuple(images[0].shape[1:])} of the first image", str(path))
+                            f"{tuple(images[0].shape[1:])} of the first image; set "
+                            "data.image_size to resize them", str(path))
     return torch.stack(images), torch.tensor([label for _, label in items], dtype=torch.int64)
 
 
@@ -227,12 +255,39 @@ def _decode_jpegs(paths: list[Path]) -> list[torch.Tensor]:
         return decode_jpeg([read_file(str(p)) for p in paths], mode=ImageReadMode.RGB)
 
 
-def _load_image_folder(root: Path, name: str) -> ImageSet:
+def _load_image_folder(root: Path, name: str, size: int | None = None) -> ImageSet:
     classes, train_items = _list_image_folder(root / "train")
     _, test_items = _list_image_folder(root / "test", classes)
-    train_x, train_y = _decode(train_items)
-    test_x, test_y = _decode(test_items)
+    train_x, train_y = _decode(train_items, size)
+    test_x, test_y = _decode(test_items, size)
     return _image_set(name, train_x, train_y, test_x, test_y, classes, str(root))
+
+
+def _read_table(path: Path, root: Path) -> list[list[str]]:
+    try:
+        return [line.split() for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise GridError(f"CUB-200-2011 layout needs {path.name}", str(root)) from None
+
+
+def _load_cub(root: Path, size: int | None) -> ImageSet:
+    """CUB-200-2011: images.txt, image_class_labels.txt and train_test_split.txt define the
+    images, their classes (1-based) and the default train/test split; classes.txt the names."""
+    images = {i: name for i, name in _read_table(root / "images.txt", root)}
+    labels = {i: int(c) - 1 for i, c in _read_table(root / "image_class_labels.txt", root)}
+    is_train = {i: flag == "1" for i, flag in _read_table(root / "train_test_split.txt", root)}
+    classes = [name for _, name in sorted(_read_table(root / "classes.txt", root),
+                                          key=lambda row: int(row[0]))]
+    missing = set(images) - set(labels) | set(images) - set(is_train)
+    if missing:
+        raise GridError(f"{len(missing)} images have no label or split entry (first: "
+                        f"{sorted(missing)[0]})", str(root))
+    items = {True: [], False: []}
+    for i in sorted(images, key=int):
+        items[is_train[i]].append((root / "images" / images[i], labels[i]))
+    train_x, train_y = _decode(items[True], size)
+    test_x, test_y = _decode(items[False], size)
+    return _image_set("cub200", train_x, train_y, test_x, test_y, classes, str(root))
 
 
 def _load_digits() -> ImageSet:
@@ -329,8 +384,13 @@ def make_splits(images: ImageSet, val_fraction: float = 0.1, train_size: int | N
 
     idx = np.arange(len(images.train_y))
     n_val = round(len(idx) * val_fraction)
-    train_idx, val_idx = train_test_split(idx, test_size=n_val, stratify=images.train_y.numpy(),
-                                          random_state=split_seed)
+    try:
+        train_idx, val_idx = train_test_split(idx, test_size=n_val,
+                                              stratify=images.train_y.numpy(),
+                                              random_state=split_seed)
+    except ValueError:  # fewer validation images than classes: no stratified split exists
+        order = np.random.default_rng(split_seed).permutation(idx)
+        train_idx, val_idx = order[n_val:], order[:n_val]
     train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
     if train_size is not None:
         train_idx = train_idx[_stratified_subset(images.train_y[train_idx], train_size, split_seed)]

@@ -11,13 +11,18 @@ import traceback
 import warnings
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
+from mlflow.entities import RunTag
+
+from .backbones import check_weights
 from .data import ImageSet, check_sizes, load_dataset
+from .errors import GridError
+from .models import count_params
 from .grid import Cell, Grid
 from .reports import cell_reports, grid_plots
 from .tracking import Tracker
-from .train import CellResult, EpochStats, select_device, train_cell
+from .train import CellResult, EpochStats, build_cell_model, select_device, train_cell
 
 
 class Progress(Protocol):
@@ -55,36 +60,91 @@ class LaunchReport:
 
 def prepare_data(grid: Grid, cells: list[Cell], data_dir: str | None) -> dict[str, ImageSet]:
     """Load every dataset the grid uses and check every subset size, before any run exists."""
-    images: dict[str, ImageSet] = {}
+    images: dict[tuple, ImageSet] = {}
     for cell in cells:
-        name = cell.config["data.dataset"]
-        if name not in images:
-            images[name] = load_dataset(name, data_dir)
-        check_sizes(images[name], cell.config["data.val_fraction"], cell.config["data.train_size"],
+        key = dataset_key(cell.config)
+        if key not in images:
+            images[key] = load_dataset(key[0], data_dir, key[1])
+        check_sizes(images[key], cell.config["data.val_fraction"], cell.config["data.train_size"],
                     cell.config["data.test_size"], grid.path)
     return images
 
 
+def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -> None:
+    """Pretrained weights present and `model.max_params` respected, for every cell, before any
+    run exists: each distinct model is built once on the CPU to count its parameters."""
+    counted: dict[str, int] = {}
+    for cell in cells:
+        cfg = cell.config
+        if cfg.get("model.pretrained"):
+            try:
+                check_weights(cfg["model.name"])
+            except GridError as e:
+                raise GridError(f"cell {cell.name}: {e}", grid.path) from None
+        if cfg.get("model.max_params") is None:
+            continue
+        dataset = images[dataset_key(cfg)]
+        channels, stored, _ = dataset.image_shape
+        model_keys = {k: v for k, v in cfg.items() if k.startswith("model.")}
+        key = repr(sorted(model_keys.items())) + repr((dataset.num_classes, channels))
+        if key not in counted:
+            net = build_cell_model({**cfg, "model.pretrained": False} if "model.pretrained" in cfg
+                                   else cfg, dataset.num_classes, channels,
+                                   cfg["data.image_size"] or stored)
+            counted[key] = count_params(net)[0]
+        if counted[key] > cfg["model.max_params"]:
+            raise GridError(f"cell {cell.name}: {cfg['model.name']} has {counted[key]:,} "
+                            f"parameters, more than model.max_params={cfg['model.max_params']:,}",
+                            grid.path)
+
+
+def dataset_key(cfg: dict) -> tuple:
+    """Which stored dataset a cell reads: photo datasets are stored at the cell's image size."""
+    name = cfg["data.dataset"]
+    return (name, cfg["data.image_size"] if name in ("imagefolder", "cub200") else None)
+
+
 def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = None,
            rerun: bool = False, progress: Progress | None = None) -> LaunchReport:
-    """Train every cell of `grid` not yet finished in its experiment; record each as a child run."""
+    """Train every cell of `grid` not yet finished in its experiment; record each as a child run.
+
+    A grid with `search:` runs an Optuna study instead (`gridrun.search`): each trial is a child
+    run like a cell, and every launch runs `n_trials` new trials.
+    """
     progress = progress or SilentProgress()
-    cells = grid.cells()
+    if grid.search is not None:
+        from .search import probe_cells
+        cells = probe_cells(grid)
+    else:
+        cells = grid.cells()
     images = prepare_data(grid, cells, data_dir)  # data errors come before the store is touched
+    check_models(grid, cells, images)
     tracker = Tracker(tracking_uri)
     existing = tracker.experiment_id(grid.name, create=False)
-    finished = set() if rerun or existing is None else tracker.finished_cells(existing)
-    todo = [c for c in cells if c.id not in finished]
+    if grid.search is not None:
+        todo, finished = [], set()
+        planned = grid.search.n_trials
+    else:
+        finished = set() if rerun or existing is None else tracker.finished_cells(existing)
+        todo = [c for c in cells if c.id not in finished]
+        planned = len(todo)
 
     experiment_id = existing or tracker.experiment_id(grid.name)
-    report = LaunchReport(experiment_id, None, len(cells), len(cells) - len(todo))
-    progress.launch_started(grid, len(todo), report.skipped)
-    if not todo:
+    report = LaunchReport(experiment_id, None, len(cells) if grid.search is None else planned,
+                          len(cells) - len(todo) if grid.search is None else 0)
+    progress.launch_started(grid, planned, report.skipped)
+    if not planned:
         return report
-    report.parent_run_id = tracker.start_launch(experiment_id, grid, len(todo))
+    report.parent_run_id = tracker.start_launch(experiment_id, grid, planned)
     status = "FINISHED"
     try:
-        run_cells(tracker, experiment_id, report, grid, todo, images, progress)
+        if grid.search is not None:
+            from .search import run_trials
+            run_trials(tracker, experiment_id, report, grid, images, progress)
+        else:
+            for position, cell in enumerate(todo, 1):
+                run_cell(tracker, experiment_id, report, grid, cell, images, progress,
+                         position, len(todo))
         try:
             record_grid(tracker, report.parent_run_id, grid)
         except Exception as e:  # noqa: BLE001 - the cells are recorded; the plots are extras
@@ -100,41 +160,48 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     return report
 
 
-def run_cells(tracker: Tracker, experiment_id: str, report: LaunchReport, grid: Grid,
-              cells: list[Cell], images: dict[str, ImageSet], progress: Progress) -> None:
-    """Train cells one after another in this process; a failing cell is recorded and skipped."""
-    for position, cell in enumerate(cells, 1):
-        progress.cell_started(position, len(cells), cell)
-        run_id = tracker.start_cell(experiment_id, report.parent_run_id, cell, grid)
-        device = str(select_device(cell.config["train.device"]))
-        tracker.client.set_tag(run_id, "gridrun.device", device)
-        dataset = images[cell.config["data.dataset"]]
-        tracker.client.set_tag(run_id, "gridrun.data_source", dataset.source)
+def run_cell(tracker: Tracker, experiment_id: str, report: LaunchReport, grid: Grid, cell: Cell,
+             images: dict[tuple, ImageSet], progress: Progress, position: int, total: int,
+             epoch_hook: Callable[[EpochStats], None] | None = None) -> CellResult | None:
+    """Train one cell in this process and record it; a failure is recorded, not raised.
 
-        def on_epoch(stats: EpochStats, run_id=run_id, cell=cell) -> None:
-            tracker.log_epoch(run_id, stats)
-            progress.epoch_done(cell, stats)
+    `epoch_hook` sees each epoch after it is logged and may raise `StopTraining` (a pruner).
+    Returns the result, or None when the cell failed.
+    """
+    progress.cell_started(position, total, cell)
+    run_id = tracker.start_cell(experiment_id, report.parent_run_id, cell, grid)
+    dataset = images[dataset_key(cell.config)]
+    tracker.client.log_batch(run_id, tags=[
+        RunTag("gridrun.device", str(select_device(cell.config["train.device"]))),
+        RunTag("gridrun.data_source", dataset.source)])
 
-        try:
-            result = train_cell(cell.config, dataset, on_epoch)
-        except KeyboardInterrupt as e:
-            tracker.fail_cell(run_id, e, status="KILLED")
-            raise
-        except Exception as e:  # noqa: BLE001 - one broken cell must not end the grid
-            tracker.fail_cell(run_id, e)
-            tracker.log_artifact_text(run_id, traceback.format_exc(), "error.txt")
-            report.outcomes[run_id] = "failed"
-            progress.cell_done(cell, "failed", f"{e.__class__.__name__}: {e}")
-            continue
-        try:
-            record_result(tracker, experiment_id, run_id, cell, result)
-        except Exception as e:  # noqa: BLE001 - e.g. a full disk: this cell fails, others go on
-            tracker.fail_cell(run_id, e)
-            report.outcomes[run_id] = "failed"
-            progress.cell_done(cell, "failed", f"recording the result: {e}")
-            continue
-        report.outcomes[run_id] = result.outcome
-        progress.cell_done(cell, result.outcome, _describe(result))
+    def on_epoch(stats: EpochStats) -> None:
+        tracker.log_epoch(run_id, stats)
+        progress.epoch_done(cell, stats)
+        if epoch_hook is not None:
+            epoch_hook(stats)
+
+    try:
+        result = train_cell(cell.config, dataset, on_epoch)
+    except KeyboardInterrupt as e:
+        tracker.fail_cell(run_id, e, status="KILLED")
+        raise
+    except Exception as e:  # noqa: BLE001 - one broken cell must not end the grid
+        tracker.fail_cell(run_id, e)
+        tracker.log_artifact_text(run_id, traceback.format_exc(), "error.txt")
+        report.outcomes[run_id] = "failed"
+        progress.cell_done(cell, "failed", f"{e.__class__.__name__}: {e}")
+        return None
+    try:
+        record_result(tracker, experiment_id, run_id, cell, result)
+    except Exception as e:  # noqa: BLE001 - e.g. a full disk: this cell fails, others go on
+        tracker.fail_cell(run_id, e)
+        report.outcomes[run_id] = "failed"
+        progress.cell_done(cell, "failed", f"recording the result: {e}")
+        return None
+    report.outcomes[run_id] = result.outcome
+    progress.cell_done(cell, result.outcome, _describe(result))
+    return result
 
 
 def record_result(tracker: Tracker, experiment_id: str, run_id: str, cell: Cell,

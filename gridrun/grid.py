@@ -33,7 +33,9 @@ from .errors import GridError
 MAX_CELLS = 10_000  # a grid larger than this is refused rather than attempted
 MAX_FILE_BYTES = 1_000_000
 MAX_YAML_NODES = 100_000  # after alias expansion: refuses "billion laughs" documents
-TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds")
+TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search")
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "none")
 
 
 @dataclass
@@ -59,6 +61,16 @@ class Cell:
 
 
 @dataclass
+class SearchSpec:
+    """`search:` in a grid file: an Optuna study instead of a cartesian product."""
+    n_trials: int
+    sampler: str  # tpe | random
+    pruner: str  # median | none
+    seed: int
+    space: dict[str, dict]  # key -> {"low", "high", "log"} or {"choices": [...]}
+
+
+@dataclass
 class Grid:
     path: str
     name: str
@@ -69,6 +81,7 @@ class Grid:
     seeds: list[int]
     overrides: dict[str, Any] = field(default_factory=dict)
     override_args: list[str] = field(default_factory=list)  # the --set strings, as given
+    search: SearchSpec | None = None
     text: str = ""  # the file as written, logged with each launch
 
     def size(self) -> int:
@@ -221,6 +234,60 @@ def _seeds(raw: Any, where: str) -> list[int]:
     return list(raw)
 
 
+def _search(raw: Any, fixed: dict[str, Any], where: str) -> SearchSpec:
+    """Validate `search:`: sampler, pruner, n_trials and a space of ranges and choices."""
+    if not isinstance(raw, dict):
+        raise GridError("must be a mapping with n_trials, sampler, pruner, seed, space", where)
+    unknown = set(raw) - {"n_trials", "sampler", "pruner", "seed", "space"}
+    if unknown:
+        raise GridError(f"unknown key '{sorted(unknown)[0]}'; allowed: n_trials, sampler, "
+                        "pruner, seed, space", where)
+    n_trials = raw.get("n_trials", 20)
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or not 1 <= n_trials <= MAX_CELLS:
+        raise GridError(f"must be an integer in [1, {MAX_CELLS}], got {n_trials!r}",
+                        f"{where}.n_trials")
+    sampler, pruner = raw.get("sampler", "tpe"), raw.get("pruner", "median")
+    if sampler not in SAMPLERS:
+        raise GridError(f"unknown value {sampler!r}; allowed: {', '.join(SAMPLERS)}",
+                        f"{where}.sampler")
+    if pruner not in PRUNERS:
+        raise GridError(f"unknown value {pruner!r}; allowed: {', '.join(PRUNERS)}",
+                        f"{where}.pruner")
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise GridError(f"must be an integer >= 0, got {seed!r}", f"{where}.seed")
+    space_raw = raw.get("space")
+    if not isinstance(space_raw, dict) or not space_raw:
+        raise GridError("needs a mapping of keys to ranges {low, high, log} or lists of choices",
+                        f"{where}.space")
+    space = {}
+    for key, spec in space_raw.items():
+        w = f"{where}.space.{key}"
+        if key not in config.OPTIONS:
+            raise GridError(config.unknown_key_message(str(key)), w)
+        if isinstance(spec, list) and spec:
+            space[key] = {"choices": [config.check_value(key, v, f"{w}[{i}]")
+                                      for i, v in enumerate(spec)]}
+            continue
+        kind = config.OPTIONS[key].kind
+        if not isinstance(spec, dict) or set(spec) - {"low", "high", "log"} or \
+                not {"low", "high"} <= set(spec) or kind not in ("int", "float"):
+            raise GridError("must be a list of choices, or {low, high, log} for a numeric key",
+                            w)
+        low = config.check_value(key, spec["low"], f"{w}.low")
+        high = config.check_value(key, spec["high"], f"{w}.high")
+        if not low < high:
+            raise GridError(f"low must be below high, got {low} and {high}", w)
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise GridError(f"must be true or false, got {log!r}", f"{w}.log")
+        space[key] = {"low": low, "high": high, "log": log}
+    # every corner of the space must make a valid cell
+    corner = {k: (v["choices"][0] if "choices" in v else v["low"]) for k, v in space.items()}
+    config.check_cell(config.resolve({**fixed, **corner}), where)
+    return SearchSpec(n_trials, sampler, pruner, seed, space)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """`key=value` from --set; the value is read as YAML (`0.1`, `true`, `[32, 64]`, `null`)."""
     where = f"--set {text}"
@@ -278,14 +345,27 @@ def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         if key == "seeds":
             seeds = _seeds(value if isinstance(value, list) else [value], w)
             continue
+        if key in ("search.n_trials", "search.seed"):
+            if not isinstance(raw.get("search"), dict):
+                raise GridError("the grid has no 'search:' section", w)
+            raw["search"][key.split(".", 1)[1]] = value
+            continue
         applied[key] = config.check_value(key, value, w)
         axes = [a for a in axes if a.name != key]  # a fixed value replaces that axis
         if key == "seed":
             seeds = []
 
     exclude = _exclusions(raw.get("exclude"), axes, f"{where}: exclude")
+    search = None
+    if raw.get("search") is not None:
+        if axes or seeds:
+            raise GridError("a grid with 'search:' takes no 'grid:' axes or 'seeds:'; put fixed "
+                            "settings under 'fixed:'", where)
+        search = _search(raw["search"], {**fixed, **applied}, f"{where}: search")
     grid = Grid(str(path), name.strip(), str(description), fixed, axes, exclude, seeds,
-                applied, list(overrides), text)
+                overrides=applied, override_args=list(overrides), text=text, search=search)
+    if search is not None:
+        return grid
     if grid.size() > MAX_CELLS:
         raise GridError(f"the grid has {grid.size():,} combinations; the limit is {MAX_CELLS:,} "
                         "(split it into several grids)", where)

@@ -67,6 +67,8 @@ def cells_frame(experiment: str | None = None, grid: Grid | None = None,
                 tracking_uri: str | None = None) -> pd.DataFrame:
     """One row per cell: its latest FINISHED run, else its latest run, else "NOT RUN" (grid only)."""
     name = grid.name if grid is not None else experiment
+    if grid is not None and grid.search is not None:  # trials are not known in advance
+        grid = None
     runs = runs_frame(name, tracking_uri)
     if runs.empty:
         runs = pd.DataFrame(columns=["run_id", "status", "start_time", "cell", "config", "index"])

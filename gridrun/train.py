@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from . import augment
 from .data import ImageSet, Split, batches, make_splits, to_float
 from .models import Standardized, build_model, count_params
 
@@ -118,20 +120,69 @@ def build_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}")
 
 
+class StopTraining(Exception):
+    """Raised by an `on_epoch` callback to end a cell early (an Optuna pruner, say)."""
+
+    def __init__(self, outcome: str, reason: str):
+        super().__init__(reason)
+        self.outcome, self.reason = outcome, reason
+
+
+PRESETS = {"symmetric": ([0.5] * 3, [0.5] * 3), "centered": ([0.5] * 3, [1.0] * 3),
+           "imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), "none": ([0.0] * 3, [1.0] * 3)}
+
+
+def input_stats(preset: str, splits_mean: list[float], channels: int) -> tuple[list, list]:
+    """Mean and std the model standardizes its inputs with (`data.normalize`)."""
+    if preset == "dataset":
+        return list(splits_mean[0]), list(splits_mean[1])
+    mean, std = PRESETS[preset]
+    return mean[:channels], std[:channels]
+
+
+def build_scheduler(optimizer, cfg: dict, steps_per_epoch: int):
+    """(scheduler, steps per batch?) for `train.scheduler`; None when there is none."""
+    name = cfg["train.scheduler"]
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, cfg["train.step_size"],
+                                               cfg["train.gamma"]), False
+    if name == "plateau":
+        mode = monitor_mode(cfg["train.monitor"], cfg["train.mode"])
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=mode, factor=cfg["train.gamma"],
+            patience=cfg["train.scheduler_patience"]), False
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg["train.max_epochs"]), False
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg["optim.lr"], epochs=cfg["train.max_epochs"],
+            steps_per_epoch=max(steps_per_epoch, 1)), True
+    return None, False
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds CUDA too
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
 
 
+def resizer(stored: int, wanted: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 batch -> float batch in [0, 1] at the cell's image size."""
+    if wanted is None or wanted == stored:
+        return to_float
+    return lambda x: F.interpolate(to_float(x), size=(wanted, wanted), mode="bilinear",
+                                   antialias=True, align_corners=False)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, loss_fn: nn.Module
+def evaluate(model: nn.Module, split: Split, loss_fn: nn.Module,
+             inputs: Callable[[torch.Tensor], torch.Tensor] = to_float
              ) -> tuple[float, float, torch.Tensor]:
     """(mean loss, accuracy, predictions) over a split, in eval mode."""
     model.eval()
     total_loss, predictions = 0.0, []
     for xb, yb in batches(split, EVAL_BATCH_SIZE):
-        logits = model(to_float(xb))
+        logits = model(inputs(xb))
         total_loss += loss_fn(logits, yb).item() * len(yb)
         predictions.append(logits.argmax(1))
     pred = torch.cat(predictions)
@@ -149,15 +200,20 @@ def train_cell(cfg: dict, images: ImageSet,
                          cfg["data.test_size"], cfg["data.split_seed"])
     train, val, test = splits.train.to(device), splits.val.to(device), splits.test.to(device)
 
-    channels, size, _ = images.image_shape
-    options = {k.split(".", 1)[1]: v for k, v in cfg.items()
-               if k.startswith("model.") and k != "model.name"}
-    net = build_model(cfg["model.name"], images.num_classes, channels, size, **options)
-    model = Standardized(net, splits.mean, splits.std).to(device)
+    channels, stored_size, _ = images.image_shape
+    size = cfg["data.image_size"] or stored_size
+    inputs = resizer(stored_size, size)
+    mean, std = input_stats(cfg["data.normalize"], (splits.mean, splits.std), channels)
+    model = Standardized(build_cell_model(cfg, images.num_classes, channels, size), mean, std)
+    model = model.to(device)
     params_total, params_trainable = count_params(model)
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    steps_per_epoch = math.ceil(len(train) / cfg["data.batch_size"])
+    scheduler, per_batch = build_scheduler(optimizer, cfg, steps_per_epoch)
+    train_loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg["train.label_smoothing"])
     loss_fn = nn.CrossEntropyLoss()
-    shuffle = torch.Generator().manual_seed(cfg["seed"])
+    rng = torch.Generator().manual_seed(cfg["seed"])  # shuffling and augmentation
+    augmenting = augment.enabled(cfg)
 
     monitor = cfg["train.monitor"]
     stopper = EarlyStopping(cfg["train.patience"], monitor_mode(monitor, cfg["train.mode"]),
@@ -171,35 +227,53 @@ def train_cell(cfg: dict, images: ImageSet,
 
     for epoch in range(1, cfg["train.max_epochs"] + 1):
         t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
         model.train()
         seen, loss_sum, correct, finite = 0, 0.0, 0, True
-        for xb, yb in batches(train, cfg["data.batch_size"], shuffle):
-            logits = model(to_float(xb))
-            loss = loss_fn(logits, yb)
+        for xb, yb in batches(train, cfg["data.batch_size"], rng if cfg["data.shuffle"] else None):
+            xb = inputs(xb)
+            if augmenting:
+                xb = augment.augment(xb, cfg, rng)
+            logits = model(xb)
+            loss = train_loss_fn(logits, yb)
             if not torch.isfinite(loss):
                 finite = False
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if per_batch:
+                scheduler.step()
             loss_sum += loss.item() * len(yb)
             correct += (logits.argmax(1) == yb).sum().item()
             seen += len(yb)
         if not finite:
             outcome, reason = "not_converging", f"non-finite training loss in epoch {epoch}"
             break
-        val_loss, val_acc, _ = evaluate(model, val, loss_fn)
-        stats = EpochStats(epoch, loss_sum / seen, correct / seen, val_loss, val_acc,
-                           optimizer.param_groups[0]["lr"], time.perf_counter() - t0)
+        val_loss, val_acc, _ = evaluate(model, val, loss_fn, inputs)
+        stats = EpochStats(epoch, loss_sum / seen, correct / seen, val_loss, val_acc, lr,
+                           time.perf_counter() - t0)
         history.append(stats)
+        stop = None
         if on_epoch is not None:
-            on_epoch(stats)
+            try:
+                on_epoch(stats)
+            except StopTraining as e:
+                stop = e
         if not math.isfinite(val_loss):
             outcome, reason = "not_converging", f"non-finite validation loss in epoch {epoch}"
             break
         best_val_acc = max(best_val_acc, val_acc)
         if stopper.step(getattr(stats, monitor), epoch):
             best_state = _cpu_state(model)
+        if scheduler is not None and not per_batch:
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(getattr(stats, monitor))
+            else:
+                scheduler.step()
+        if stop is not None:
+            outcome, reason = stop.outcome, stop.reason
+            break
         if epoch >= cfg["train.diverge_epochs"] and best_val_acc <= chance_line:
             outcome = "not_converging"
             reason = (f"best val_acc {best_val_acc:.4f} still within chance {chance:.3f} + "
@@ -212,15 +286,22 @@ def train_cell(cfg: dict, images: ImageSet,
             break
 
     model.load_state_dict(best_state)
-    test_loss, test_acc, predictions = evaluate(model, test, loss_fn)
+    test_loss, test_acc, predictions = evaluate(model, test, loss_fn, inputs)
     return CellResult(
         outcome=outcome, reason=reason, epochs_run=len(history),
         epochs_needed=stopper.best_epoch, best_val_acc=best_val_acc,
         test_acc=test_acc, test_loss=test_loss, duration_s=time.perf_counter() - started,
         params_total=params_total, params_trainable=params_trainable, history=history,
         test_predictions=predictions.cpu(), test_targets=test.y.cpu(), classes=splits.classes,
-        model=model.cpu().eval(), example_input=to_float(splits.test.x[:2]),
+        model=model.cpu().eval(), example_input=inputs(splits.test.x[:2]),
     )
+
+
+def build_cell_model(cfg: dict, num_classes: int, channels: int, size: int) -> nn.Module:
+    """The cell's network (without input standardization) from its `model.*` keys."""
+    options = {k.split(".", 1)[1]: v for k, v in cfg.items()
+               if k.startswith("model.") and k not in ("model.name", "model.max_params")}
+    return build_model(cfg["model.name"], num_classes, channels, size, **options)
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -130,3 +130,59 @@ def test_subset_larger_than_the_data_is_an_input_error(digits):
         data.check_sizes(digits, 0.1, 5000, None, "g.yaml")
     with pytest.raises(GridError, match="data.test_size 400 exceeds the 360 test images"):
         data.check_sizes(digits, 0.1, None, 400, "g.yaml")
+
+
+def test_any_image_folder_with_mixed_sizes_is_resized(tmp_path):
+    _image_tree(tmp_path, classes=("a", "b", "c"), per_class=2, size=10)
+    Image.fromarray(np.zeros((20, 14, 3), np.uint8)).save(tmp_path / "train" / "a" / "big.png")
+    with pytest.raises(GridError, match="differs from .* set data.image_size"):
+        data.load_dataset("imagefolder", tmp_path)
+    images = data.load_dataset("imagefolder", tmp_path, image_size=16)
+    assert images.train_x.shape == (7, 3, 16, 16) and images.classes == ["a", "b", "c"]
+
+
+def _cub_tree(root, n_classes=3, per_class=4):
+    """A tiny CUB-200-2011 tree: every other image of a class is in the training split."""
+    rng = np.random.default_rng(0)
+    lines = {"images": [], "labels": [], "split": [], "classes": []}
+    image_id = 0
+    for c in range(1, n_classes + 1):
+        folder = f"{c:03d}.Bird_{c}"
+        lines["classes"].append(f"{c} {folder}")
+        (root / "images" / folder).mkdir(parents=True)
+        for k in range(per_class):
+            image_id += 1
+            size = (int(rng.integers(20, 40)), int(rng.integers(20, 40)))
+            Image.fromarray(rng.integers(0, 255, size + (3,), dtype=np.uint8)).save(
+                root / "images" / folder / f"img_{k}.jpg")
+            lines["images"].append(f"{image_id} {folder}/img_{k}.jpg")
+            lines["labels"].append(f"{image_id} {c}")
+            lines["split"].append(f"{image_id} {1 if k % 2 == 0 else 0}")
+    for name, file in (("images", "images.txt"), ("labels", "image_class_labels.txt"),
+                       ("split", "train_test_split.txt"), ("classes", "classes.txt")):
+        (root / file).write_text("\n".join(lines[name]) + "\n")
+
+
+def test_cub200_layout_uses_its_own_split(tmp_path):
+    _cub_tree(tmp_path / "CUB_200_2011")
+    images = data.load_dataset("cub200", tmp_path, image_size=24)
+    assert images.classes == ["001.Bird_1", "002.Bird_2", "003.Bird_3"]
+    assert images.train_x.shape == (6, 3, 24, 24) and images.test_x.shape == (6, 3, 24, 24)
+    assert images.train_y.tolist() == [0, 0, 1, 1, 2, 2]
+    (tmp_path / "CUB_200_2011" / "train_test_split.txt").unlink()
+    with pytest.raises(GridError, match="CUB-200-2011 layout needs train_test_split.txt"):
+        data.load_dataset("cub200", tmp_path, image_size=24)
+
+
+def test_cub200_grid_trains_end_to_end(tmp_path, write_grid, tracking_uri):
+    from gridrun.execute import launch
+    from gridrun.grid import load_grid
+
+    _cub_tree(tmp_path / "cub", per_class=6)
+    grid = load_grid(write_grid("""
+        name: cub
+        fixed: {data: {dataset: cub200, image_size: 32, val_fraction: 0.2, batch_size: 4},
+                model.name: lenet, train.max_epochs: 1}
+    """))
+    report = launch(grid, data_dir=str(tmp_path / "cub"), tracking_uri=tracking_uri)
+    assert report.ran == 1 and report.failed == 0

@@ -196,5 +196,11 @@ def test_cli_error_has_no_traceback_and_creates_nothing(write_grid, tmp_path):
 
 @pytest.mark.parametrize("grid_file", sorted((REPO / "grids").glob("*.yaml")),
                          ids=lambda p: p.name)
-def test_every_shipped_grid_validates(grid_file):
-    assert load_grid(grid_file).cells()
+def test_every_shipped_grid_validates_and_dry_runs(grid_file):
+    grid = load_grid(grid_file)
+    assert grid.cells() or grid.search is not None
+    assert "reproduces" in grid.text.lower() or grid.name == "quickstart"
+    result = CliRunner().invoke(cli, ["launch", str(grid_file), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    count = grid.search.n_trials if grid.search else len(grid.cells())
+    assert result.output.startswith(f"{count} ")

@@ -9,6 +9,39 @@ from gridrun.cli import cli
 from gridrun.models import ACTIVATIONS, MODELS, NORMS, build_model, count_params
 
 
+EXPECTED_PARAMS = {  # 32x32x3 inputs, 10 classes
+    "lenet": 62_006, "base4": 651_978,
+    "three_conv": 110_598, "five_conv": 3_154_982, "cerberus": 3_223_882,  # report 001
+    "simple_cnn": 2_122_186, "simple_cnn_bn": 1_070_986,  # report 000
+    "three_layer": 256_058,  # report 003
+    "multikernel": 5_517_964,  # report 002 (widths are ours: the report gives none)
+    "resnet18": 11_181_642, "efficientnet_b0": 4_020_358, "efficientnet_b2": 7_715_084,
+    "mobilenet_v2": 2_236_682, "mobilenet_v3_small": 1_528_106, "squeezenet1_1": 727_626,
+    "densenet121": 6_964_106, "efficientnet_b0_cifar": 4_020_358, "mobilenet_v2_cifar": 2_236_682,
+}
+
+
+def test_every_registered_model_has_its_exact_parameter_count():
+    assert set(MODELS) == set(EXPECTED_PARAMS)
+    counts = {name: count_params(build_model(name, 10))[0] for name in MODELS}
+    assert counts == EXPECTED_PARAMS
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({"filters": (64, 128, 256)}, 64 * 75 + 64 + 128 * 64 * 9 + 128 + 256 * 128 * 9 + 256
+     + 1024 * 512 + 512 + 5130),
+    ({"fc": (512, 128)}, 256_058 - 5130 + 512 * 128 + 128 + 1290),
+    ({"norm": "batch"}, 256_058 + 2 * (24 + 48) + 2 * 512),
+])
+def test_three_layer_variants(options, expected):
+    assert count_params(build_model("three_layer", 10, **options))[0] == expected
+
+
+def test_efficientnet_b0_on_cub_matches_the_report():
+    # report 004: EfficientNet-B0 with a 200-class head has 4,263,748 parameters
+    assert count_params(build_model("efficientnet_b0", 200))[0] == 4_263_748
+
+
 def test_lenet_has_exactly_62006_parameters():
     total, trainable = count_params(build_model("lenet", 10))
     assert (total, trainable) == (62_006, 62_006)
@@ -46,3 +79,18 @@ def test_models_command_lists_every_architecture_with_its_count():
     assert len(result.output.strip().splitlines()) == len(MODELS)
     lenet = next(l for l in result.output.splitlines() if l.startswith("lenet"))
     assert "62,006" in lenet
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_architecture_takes_a_real_training_step(name):
+    torch.manual_seed(0)
+    model = build_model(name, 10)
+    model.train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))

@@ -83,3 +83,51 @@ def test_reports_parameter_counts(digits):
     result = train_cell(_cfg(**{"train.max_epochs": 1}), digits)
     assert (result.params_total, result.params_trainable) == (62_006, 62_006)
     assert result.outcome == "max_epochs"
+
+
+@pytest.mark.parametrize("scheduler, settings, expected_lrs", [
+    ("step", {"train.step_size": 1, "train.gamma": 0.5}, [0.01, 0.005, 0.0025]),
+    ("cosine", {}, [0.01, 0.0075, 0.0025]),
+    ("none", {}, [0.01, 0.01, 0.01]),
+])
+def test_schedulers_change_the_logged_learning_rate(digits, scheduler, settings, expected_lrs):
+    cfg = _cfg(**{"optim.lr": 0.01, "train.scheduler": scheduler, **settings})
+    result = train_cell(cfg, digits)
+    assert [round(s.lr, 6) for s in result.history] == expected_lrs
+
+
+def test_onecycle_and_plateau_run(digits):
+    onecycle = train_cell(_cfg(**{"optim.lr": 0.05, "train.scheduler": "onecycle"}), digits)
+    assert onecycle.history[0].lr < 0.05 and len(onecycle.history) == 3
+    plateau = train_cell(_cfg(**{"train.scheduler": "plateau", "train.scheduler_patience": 0,
+                                 "train.max_epochs": 4, "optim.lr": 1e-6, "optim.momentum": 0.0,
+                                 "train.diverge_epochs": 10}), digits)
+    lrs = [s.lr for s in plateau.history]
+    assert lrs[-1] < lrs[0], "a stalled monitored value lowers the learning rate"
+
+
+def test_knobs_change_training(digits):
+    base = train_cell(_cfg(), digits)
+    for settings in ({"train.label_smoothing": 0.2}, {"data.shuffle": False},
+                     {"data.normalize": "centered"}, {"augment.flip": True},
+                     {"data.batch_size": 32}):
+        other = train_cell(_cfg(**settings), digits)
+        assert other.history[0].train_loss != base.history[0].train_loss, settings
+
+
+def test_normalization_presets_and_image_size(digits):
+    result = train_cell(_cfg(**{"data.normalize": "centered", "data.image_size": 40,
+                                "train.max_epochs": 1, "model.name": "base4"}), digits)
+    assert result.model.mean.flatten().tolist() == [0.5] * 3
+    assert result.model.std.flatten().tolist() == [1.0] * 3
+    assert result.example_input.shape == (2, 3, 40, 40)
+
+
+def test_a_callback_can_stop_training(digits):
+    from gridrun.train import StopTraining
+
+    def stop_at_two(stats):
+        if stats.epoch == 2:
+            raise StopTraining("pruned", "test")
+    result = train_cell(_cfg(**{"train.max_epochs": 5}), digits, on_epoch=stop_at_two)
+    assert (result.outcome, result.epochs_run) == ("pruned", 2)

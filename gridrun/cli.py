@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 some cells failed; 2 bad input (grid file, --set, data 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -40,9 +41,11 @@ def cli():
 
 
 def _quiet_mlflow() -> None:
-    """MLflow logs its database set-up at INFO; only warnings belong in our output."""
+    """MLflow logs its database set-up at INFO and, against a server, prints a link each time a
+    run ends; only warnings belong in our output (the launch prints the experiment's link once)."""
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def _overrides_option(fn):
@@ -76,6 +79,8 @@ def _run_launch(grid, data_dir, tracking_uri, rerun) -> None:
         return
     click.echo(f"experiment '{grid.name}': ran {report.ran} cells, skipped {report.skipped} "
                f"already finished, {report.failed} failed; parent run {report.parent_run_id}")
+    if report.tracking_uri.startswith(("http://", "https://")):
+        click.echo(f"view: {report.tracking_uri.rstrip('/')}/#/experiments/{report.experiment_id}")
     if report.failed:
         sys.exit(1)
 

@@ -48,6 +48,7 @@ class LaunchReport:
     planned: int  # cells in the grid
     skipped: int  # already finished before this launch
     outcomes: dict[str, str] = field(default_factory=dict)  # run_id -> outcome, for this launch
+    tracking_uri: str = ""
 
     @property
     def failed(self) -> int:
@@ -131,7 +132,8 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
 
     experiment_id = existing or tracker.experiment_id(grid.name)
     report = LaunchReport(experiment_id, None, len(cells) if grid.search is None else planned,
-                          len(cells) - len(todo) if grid.search is None else 0)
+                          len(cells) - len(todo) if grid.search is None else 0,
+                          tracking_uri=tracker.tracking_uri)
     progress.launch_started(grid, planned, report.skipped)
     if not planned:
         return report

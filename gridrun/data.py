@@ -192,7 +192,8 @@ def _load_official_cifar10(path: Path) -> ImageSet:
                       torch.from_numpy(test_y), classes, str(path))
 
 
-def _list_image_folder(part: Path, classes: list[str] | None = None) -> tuple[list[str], list[tuple[Path, int]]]:
+def _list_image_folder(part: Path, classes: list[str] | None = None
+                       ) -> tuple[list[str], list[tuple[Path, int]]]:
     found = sorted(d.name for d in part.iterdir() if d.is_dir())
     if not found:
         raise GridError("no class folders (expected <class>/<image> files)", str(part))

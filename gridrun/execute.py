@@ -2,15 +2,16 @@
 
 This is the seam between training (`gridrun.train`, which knows nothing of MLflow) and tracking
 (`gridrun.tracking`, which knows nothing of training loops). Today cells run one after another in
-this process; other executors (worker processes, Ray) replace `run_cells` and keep the rest.
+this process (`run_cell`); other executors (worker processes, Ray) replace that loop and keep the
+rest.
 """
 from __future__ import annotations
 
 import tempfile
 import traceback
 import warnings
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol
 
 from mlflow.entities import RunTag
@@ -18,8 +19,8 @@ from mlflow.entities import RunTag
 from .backbones import check_weights
 from .data import ImageSet, check_sizes, load_dataset
 from .errors import GridError
-from .models import count_params
 from .grid import Cell, Grid
+from .models import count_params
 from .reports import cell_reports, grid_plots
 from .tracking import Tracker
 from .train import CellResult, EpochStats, build_cell_model, select_device, train_cell
@@ -59,7 +60,7 @@ class LaunchReport:
         return len(self.outcomes)
 
 
-def prepare_data(grid: Grid, cells: list[Cell], data_dir: str | None) -> dict[str, ImageSet]:
+def prepare_data(grid: Grid, cells: list[Cell], data_dir: str | None) -> dict[tuple, ImageSet]:
     """Load every dataset the grid uses and check every subset size, before any run exists."""
     images: dict[tuple, ImageSet] = {}
     for cell in cells:
@@ -89,8 +90,9 @@ def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -
         model_keys = {k: v for k, v in cfg.items() if k.startswith("model.")}
         key = repr(sorted(model_keys.items())) + repr((dataset.num_classes, channels))
         if key not in counted:
-            net = build_cell_model({**cfg, "model.pretrained": False} if "model.pretrained" in cfg
-                                   else cfg, dataset.num_classes, channels,
+            without_weights = {**cfg, "model.pretrained": False} if cfg.get("model.pretrained") \
+                else cfg  # the count does not depend on the weights
+            net = build_cell_model(without_weights, dataset.num_classes, channels,
                                    cfg["data.image_size"] or stored)
             counted[key] = count_params(net)[0]
         if counted[key] > cfg["model.max_params"]:
@@ -115,7 +117,7 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     progress = progress or SilentProgress()
     if grid.search is not None:
         from .search import probe_cells
-        cells = probe_cells(grid)
+        cells = probe_cells(grid)  # the space's corners: enough to check data and model sizes
     else:
         cells = grid.cells()
     images = prepare_data(grid, cells, data_dir)  # data errors come before the store is touched
@@ -123,21 +125,19 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     tracker = Tracker(tracking_uri)
     existing = tracker.experiment_id(grid.name, create=False)
     if grid.search is not None:
-        todo, finished = [], set()
-        planned = grid.search.n_trials
+        todo, planned, to_run = [], grid.search.n_trials, grid.search.n_trials
     else:
         finished = set() if rerun or existing is None else tracker.finished_cells(existing)
         todo = [c for c in cells if c.id not in finished]
-        planned = len(todo)
+        planned, to_run = len(cells), len(todo)
 
     experiment_id = existing or tracker.experiment_id(grid.name)
-    report = LaunchReport(experiment_id, None, len(cells) if grid.search is None else planned,
-                          len(cells) - len(todo) if grid.search is None else 0,
+    report = LaunchReport(experiment_id, None, planned, planned - to_run,
                           tracking_uri=tracker.tracking_uri)
-    progress.launch_started(grid, planned, report.skipped)
-    if not planned:
+    progress.launch_started(grid, to_run, report.skipped)
+    if not to_run:
         return report
-    report.parent_run_id = tracker.start_launch(experiment_id, grid, planned)
+    report.parent_run_id = tracker.start_launch(experiment_id, grid, to_run)
     status = "FINISHED"
     try:
         if grid.search is not None:

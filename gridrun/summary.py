@@ -16,7 +16,6 @@ from __future__ import annotations
 import html
 import io
 import json
-import math
 
 import numpy as np
 import pandas as pd

@@ -1,7 +1,6 @@
 """Datasets: both CIFAR-10 layouts, digits, the decode-once cache, splits and data errors."""
 from __future__ import annotations
 
-import os
 import pickle
 import time
 

@@ -53,7 +53,7 @@ def test_base4_reads_3_32_64_128_as_three_convs():
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
         (3, 32, (3, 3), (1, 1)), (32, 64, (3, 3), (1, 1)), (64, 128, (3, 3), (1, 1))]
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(2048, 256), (256, 128), (128, 10)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [(2048, 256), (256, 128), (128, 10)]
 
 
 @pytest.mark.parametrize("norm", NORMS)
@@ -77,7 +77,7 @@ def test_models_command_lists_every_architecture_with_its_count():
     result = CliRunner().invoke(cli, ["models"])
     assert result.exit_code == 0
     assert len(result.output.strip().splitlines()) == len(MODELS)
-    lenet = next(l for l in result.output.splitlines() if l.startswith("lenet"))
+    lenet = next(line for line in result.output.splitlines() if line.startswith("lenet"))
     assert "62,006" in lenet
 
 

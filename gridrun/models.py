@@ -98,13 +98,20 @@ def norm2d(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-def mlp_head(in_features: int, hidden: list[int], num_classes: int, act: str,
-             dropout: float) -> nn.Sequential:
-    """Fully connected layers: Linear -> activation -> dropout for each hidden width, then the output."""
+def mlp_head(in_features: int, hidden: list[int], num_classes: int, act: str, dropout: float, *,
+             dropout_first: bool = False, dropout_after_last: bool = True,
+             batch_norm: bool = False) -> nn.Sequential:
+    """Fully connected layers: Linear -> activation [-> BatchNorm1d] [-> dropout] for each hidden
+    width, then the output layer. The reports differ only in where dropout goes: before the
+    first layer (`dropout_first`) and/or after each hidden layer but the last."""
     layers: list[nn.Module] = [nn.Flatten()]
-    for width in hidden:
+    if dropout > 0 and dropout_first:
+        layers.append(nn.Dropout(dropout))
+    for i, width in enumerate(hidden):
         layers += [nn.Linear(in_features, width), activation(act)]
-        if dropout > 0:
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(width))
+        if dropout > 0 and (dropout_after_last or i < len(hidden) - 1):
             layers.append(nn.Dropout(dropout))
         in_features = width
     layers.append(nn.Linear(in_features, num_classes))
@@ -197,21 +204,9 @@ def three_conv(num_classes, in_channels, image_size, *, conv_activation="relu",
                fc_activation="gelu", dropout=0.2, fc=(128, 96, 84)):
     """Report 001's 3-conv network: 3x3 valid convs 32, 64, 64 with pooling; FC 128, 96, 84."""
     features = conv_stack(in_channels, (32, 64, 64), (3, 3, 3), padding=0, act=conv_activation)
-    head = _head_with_dropout_between(flat_features(features, in_channels, image_size), list(fc),
-                                      num_classes, fc_activation, dropout)
+    head = mlp_head(flat_features(features, in_channels, image_size), list(fc), num_classes,
+                    fc_activation, dropout, dropout_after_last=False)
     return Classifier(features, head)
-
-
-def _head_with_dropout_between(in_features, hidden, num_classes, act, dropout):
-    """FC layers with dropout after all but the last hidden layer (report 001's 3-conv head)."""
-    layers: list[nn.Module] = [nn.Flatten()]
-    for i, width in enumerate(hidden):
-        layers += [nn.Linear(in_features, width), activation(act)]
-        if dropout > 0 and i < len(hidden) - 1:
-            layers.append(nn.Dropout(dropout))
-        in_features = width
-    layers.append(nn.Linear(in_features, num_classes))
-    return nn.Sequential(*layers)
 
 
 @register("five_conv")
@@ -220,15 +215,9 @@ def five_conv(num_classes, in_channels, image_size, *, conv_activation="relu",
     """Report 001's 5-conv network: convs 32, 64, 128, 256, 256 with batch norm; FC 512, 128, 84."""
     features = conv_stack(in_channels, (32, 64, 128, 256, 256), (3,) * 5, padding=1,
                           act=conv_activation, norm="batch", pool_after=(1, 2, 4))
-    head: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout)]
-    in_features = flat_features(features, in_channels, image_size)
-    for i, width in enumerate(fc):
-        head += [nn.Linear(in_features, width), activation(fc_activation)]
-        if i < len(fc) - 1:
-            head.append(nn.Dropout(dropout))
-        in_features = width
-    head.append(nn.Linear(in_features, num_classes))
-    return Classifier(features, nn.Sequential(*head))
+    head = mlp_head(flat_features(features, in_channels, image_size), list(fc), num_classes,
+                    fc_activation, dropout, dropout_first=True, dropout_after_last=False)
+    return Classifier(features, head)
 
 
 @register("cerberus")
@@ -239,10 +228,8 @@ def cerberus(num_classes, in_channels, image_size, *, conv_activation="relu", dr
     pools = [i * units_per_block + units_per_block - 1 for i in range(len(widths))]
     features = conv_stack(in_channels, per_block, (3,) * len(per_block), padding=1,
                           act=conv_activation, norm="batch", norm_after_act=True, pool_after=pools)
-    head = nn.Sequential(nn.Flatten(), nn.Linear(flat_features(features, in_channels, image_size),
-                                                 128),
-                         activation(conv_activation), nn.Dropout(dropout),
-                         nn.Linear(128, num_classes))
+    head = mlp_head(flat_features(features, in_channels, image_size), [128], num_classes,
+                    conv_activation, dropout)
     return Classifier(features, head)
 
 
@@ -276,17 +263,9 @@ def three_layer(num_classes, in_channels, image_size, *, filters=(24, 48, 96), k
     """
     features = conv_stack(in_channels, filters, kernels, padding=0, act=conv_activation,
                           norm=norm, norm_after_act=True, act_on_last=False)
-    layers: list[nn.Module] = [nn.Flatten()]
-    in_features = flat_features(features, in_channels, image_size)
-    for width in fc:
-        layers += [nn.Linear(in_features, width), activation(conv_activation)]
-        if norm == "batch":
-            layers.append(nn.BatchNorm1d(width))
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        in_features = width
-    layers.append(nn.Linear(in_features, num_classes))
-    return Classifier(features, nn.Sequential(*layers))
+    head = mlp_head(flat_features(features, in_channels, image_size), list(fc), num_classes,
+                    conv_activation, dropout, batch_norm=norm == "batch")
+    return Classifier(features, head)
 
 
 class MultiKernelBlock(nn.Module):
@@ -321,14 +300,9 @@ def multikernel(num_classes, in_channels, image_size, *, widths=(64, 64, 128, 12
             layers.append(nn.MaxPool2d(2))
         channels = width
     features = nn.Sequential(*layers)
-    head: list[nn.Module] = [nn.Flatten()]
-    in_features = flat_features(features, in_channels, image_size)
-    for width in fc:
-        head += [nn.Linear(in_features, width), nn.ReLU(inplace=True), nn.BatchNorm1d(width),
-                 nn.Dropout(dropout)]
-        in_features = width
-    head.append(nn.Linear(in_features, num_classes))
-    return Classifier(features, nn.Sequential(*head))
+    head = mlp_head(flat_features(features, in_channels, image_size), list(fc), num_classes,
+                    "relu", dropout, batch_norm=True)
+    return Classifier(features, head)
 
 
 from . import backbones  # noqa: E402,F401  - registers the torchvision backbones

@@ -223,7 +223,6 @@ def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, over
 
 def _write_atomically(path: str, text: str) -> None:
     """Write via a temporary file and a rename: a failure never leaves half a table behind."""
-    import os
     import tempfile
 
     folder = os.path.dirname(os.path.abspath(path))

@@ -106,10 +106,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
             root = root / "CUB_200_2011" if (root / "CUB_200_2011").is_dir() else root
             build = lambda: _load_cub(root, image_size)  # noqa: E731
         else:
-            _find_cifar10(root)  # checks the train/ and test/ layout
-            if not (root / "train").is_dir():
-                raise GridError("imagefolder needs train/<class>/* and test/<class>/* folders",
-                                str(root))
+            _check_train_test(root)
             build = lambda: _load_image_folder(root, "imagefolder", image_size)  # noqa: E731
         return _cached(f"{name}-{image_size or 'native'}", _fingerprint(root), build,
                        str(root.resolve()))
@@ -137,12 +134,16 @@ def _find_cifar10(root: Path) -> tuple[str, Path]:
     if official.is_dir():
         return "official", official
     if (root / "train").is_dir() or (root / "test").is_dir():
-        for part in ("train", "test"):
-            if not (root / part).is_dir():
-                raise GridError(f"ImageFolder layout needs both train/ and test/; {part}/ is "
-                                "missing", str(root))
+        _check_train_test(root)
         return "imagefolder", root
     return "download", root
+
+
+def _check_train_test(root: Path) -> None:
+    for part in ("train", "test"):
+        if not (root / part).is_dir():
+            raise GridError(f"ImageFolder layout needs both train/ and test/; {part}/ is "
+                            "missing", str(root))
 
 
 def _download_cifar10(root: Path) -> None:

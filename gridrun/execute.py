@@ -223,14 +223,14 @@ def record_result(tracker: Tracker, experiment_id: str, run_id: str, cell: Cell,
 
 def record_grid(tracker: Tracker, parent_run_id: str, grid: Grid) -> None:
     """The grid-level figures and the results table, on the launch's parent run."""
-    from .summary import cells_frame, factor_levels, factors, render, table
+    from .summary import cells_frame, factor_levels, factors, render, tabulate
 
     cells = cells_frame(grid=grid, tracking_uri=tracker.tracking_uri)
     levels = {f: factor_levels(cells, f) for f in factors(cells)}
     with tempfile.TemporaryDirectory(prefix="gridrun-") as folder:
         grid_plots(cells, levels, Path(folder))
         (Path(folder) / "summary.md").write_text(
-            render(table(grid=grid, tracking_uri=tracker.tracking_uri), "markdown"))
+            render(tabulate(cells), "markdown"))
         tracker.log_files(parent_run_id, Path(folder))
 
 

@@ -123,7 +123,12 @@ def table(experiment: str | None = None, grid: Grid | None = None,
         raise GridError("give a grid file or --experiment NAME")
     if view not in VIEWS:
         raise GridError(f"unknown view '{view}'; allowed: {', '.join(VIEWS)}", "--view")
-    cells = cells_frame(experiment, grid, tracking_uri)
+    return tabulate(cells_frame(experiment, grid, tracking_uri), view, sort, pivot, effects)
+
+
+def tabulate(cells: pd.DataFrame, view: str = "results", sort: str | None = None,
+             pivot: tuple[str, str] | None = None, effects: bool = False) -> pd.DataFrame:
+    """`table` from a `cells_frame` already read, so one MLflow search serves several tables."""
     if effects:
         return effects_table(cells)
     if pivot:

@@ -132,10 +132,11 @@ PRESETS = {"symmetric": ([0.5] * 3, [0.5] * 3), "centered": ([0.5] * 3, [1.0] * 
            "imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]), "none": ([0.0] * 3, [1.0] * 3)}
 
 
-def input_stats(preset: str, splits_mean: list[float], channels: int) -> tuple[list, list]:
+def input_stats(preset: str, dataset_mean: list[float], dataset_std: list[float],
+                channels: int) -> tuple[list, list]:
     """Mean and std the model standardizes its inputs with (`data.normalize`)."""
     if preset == "dataset":
-        return list(splits_mean[0]), list(splits_mean[1])
+        return list(dataset_mean), list(dataset_std)
     mean, std = PRESETS[preset]
     return mean[:channels], std[:channels]
 
@@ -203,7 +204,7 @@ def train_cell(cfg: dict, images: ImageSet,
     channels, stored_size, _ = images.image_shape
     size = cfg["data.image_size"] or stored_size
     inputs = resizer(stored_size, size)
-    mean, std = input_stats(cfg["data.normalize"], (splits.mean, splits.std), channels)
+    mean, std = input_stats(cfg["data.normalize"], splits.mean, splits.std, channels)
     model = Standardized(build_cell_model(cfg, images.num_classes, channels, size), mean, std)
     model = model.to(device)
     params_total, params_trainable = count_params(model)

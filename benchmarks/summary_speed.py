@@ -23,12 +23,12 @@ import yaml
 
 from gridrun import summary
 from gridrun.grid import load_grid
-from gridrun.tracking import Tracker
-from gridrun.train import CellResult, EpochStats
+from gridrun.tracking import Recorder
+from gridrun.events import CellResult, EpochStats
 
 
 def populate(grid, tracking_uri: str) -> None:
-    tracker = Tracker(tracking_uri)
+    tracker = Recorder(tracking_uri)
     exp_id = tracker.experiment_id(grid.name)
     parent = tracker.start_launch(exp_id, grid, len(grid.cells()))
     rng = random.Random(0)

@@ -61,7 +61,22 @@ def _all_overrides(overrides: tuple[str, ...], overrides_list: str) -> list[str]
     return list(overrides) + [o.strip() for o in overrides_list.split(";") if o.strip()]
 
 
-def _run_launch(grid, data_dir, tracking_uri, rerun) -> None:
+def _execution_options(fn):
+    fn = click.option("--log-model", type=click.Choice(["best", "all", "none"]),
+                      help="Log the trained model of the launch's best cell, of every cell, or "
+                           "of none [default: the grid's track.log_model, else best].")(fn)
+    fn = click.option("--threads", type=click.IntRange(min=1), metavar="N",
+                      help="Torch threads per worker [default: cores // workers].")(fn)
+    fn = click.option("--workers", type=click.IntRange(min=1), metavar="N",
+                      help="Worker processes training cells side by side [default: the grid's "
+                           "execution.workers, else one per core (one per GPU)].")(fn)
+    return click.option("--executor", type=click.Choice(["local", "inline"]),
+                        help="local: worker processes; inline: every cell in this process "
+                             "(debugging) [default: local].")(fn)
+
+
+def _run_launch(grid, data_dir, tracking_uri, rerun, executor=None, workers=None, threads=None,
+                log_model=None) -> None:
     """Launch with a live progress display; report, and exit 1 if any cell failed."""
     from .execute import launch as run_launch
     from .progress import ConsoleProgress
@@ -70,7 +85,8 @@ def _run_launch(grid, data_dir, tracking_uri, rerun) -> None:
     progress = ConsoleProgress()
     try:
         report = run_launch(grid, data_dir=data_dir, tracking_uri=tracking_uri, rerun=rerun,
-                            progress=progress)
+                            progress=progress, executor=executor, workers=workers,
+                            threads=threads, log_model=log_model)
     finally:
         progress.close()
     if report.parent_run_id is None:
@@ -89,6 +105,7 @@ def _run_launch(grid, data_dir, tracking_uri, rerun) -> None:
 Examples:
   gridrun launch grids/activation_vs_optim.yaml --dry-run
   gridrun launch grids/activation_vs_optim.yaml --set data.train_size=2000 --set train.max_epochs=1
+  gridrun launch grids/activation_vs_optim.yaml --workers 2 --set train.precision=bf16
   gridrun launch grids/quickstart.yaml --tracking-uri sqlite:///runs.db""")
 @click.argument("grid_file", type=click.Path(dir_okay=False))
 @_overrides_option
@@ -98,7 +115,9 @@ Examples:
 @click.option("--tracking-uri", metavar="URI",
               help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].")
 @click.option("--rerun", is_flag=True, help="Train cells again even if they already finished.")
-def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri, rerun):
+@_execution_options
+def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri, rerun, executor,
+           workers, threads, log_model):
     """Train every cell of GRID_FILE and record each as an MLflow run.
 
     Cells that already have a FINISHED run in the grid's experiment are skipped, so an
@@ -110,7 +129,7 @@ def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri
     if dry_run:
         click.echo(format_search(grid) if grid.search else format_cells(grid))
         return
-    _run_launch(grid, data_dir, tracking_uri, rerun)
+    _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model)
 
 
 @cli.command(epilog="""\b
@@ -125,12 +144,14 @@ Examples:
 @click.option("--tracking-uri", metavar="URI",
               help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].")
 @click.option("--rerun", is_flag=True, help="Train it again even if it already finished.")
-def cell(overrides, overrides_list, experiment, data_dir, tracking_uri, rerun):
+@_execution_options
+def cell(overrides, overrides_list, experiment, data_dir, tracking_uri, rerun, executor, workers,
+         threads, log_model):
     """Train one configuration given as --set KEY=VALUE settings (the rest are defaults)."""
     from .grid import grid_from_settings
 
     grid = grid_from_settings(_all_overrides(overrides, overrides_list), experiment)
-    _run_launch(grid, data_dir, tracking_uri, rerun)
+    _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model)
 
 
 def format_search(grid) -> str:

@@ -21,6 +21,8 @@ NORMALIZE = ("dataset", "symmetric", "centered", "imagenet", "none")
 SCHEDULERS = ("none", "step", "plateau", "cosine", "onecycle")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 MONITORS = ("val_acc", "val_loss", "train_acc", "train_loss")
+PRECISIONS = ("fp32", "bf16")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 FROM_MODEL = object()  # default comes from the model builder's signature
 
@@ -78,6 +80,9 @@ def _options() -> dict[str, Option]:
         Option("data.dataset", "str", "cifar10", choices=DATASETS),
         Option("data.val_fraction", "float", 0.1, check=(lambda v: 0 < v < 1, "in (0, 1)"),
                doc="share of the training set held out for validation (stratified)"),
+        Option("data.val_size", "int", None, check=at_least_1, optional=True,
+               doc="validation images (stratified); null: val_fraction of the training set, or "
+                   "with train_size, train_size * val_fraction / (1 - val_fraction)"),
         Option("data.train_size", "int", None, check=at_least_1, optional=True,
                doc="train on a stratified subset of this many images (after the validation split)"),
         Option("data.test_size", "int", None, check=at_least_1, optional=True,
@@ -145,8 +150,15 @@ def _options() -> dict[str, Option]:
         Option("train.diverge_epochs", "int", 3, check=at_least_1,
                doc="after this many epochs, a best val_acc within chance + margin is not_converging"),
         Option("train.chance_margin", "float", 0.05, check=(lambda v: 0 <= v <= 1, "in [0, 1]")),
+        Option("train.precision", "str", "fp32", choices=PRECISIONS,
+               doc="bf16: forward passes under bf16 autocast (CPUs with AMX/AVX512-BF16, GPUs); "
+                   "weights stay fp32"),
         Option("train.device", "str", "auto", hashed=False,
                check=(_valid_device, "naming a device: auto, cpu, cuda, cuda:N or mps")),
+        Option("train.memory_format", "str", "auto", choices=MEMORY_FORMATS, hashed=False,
+               doc="auto: channels_last for conv nets on the CPU, and on CUDA with bf16"),
+        Option("train.compile", "bool", False, hashed=False,
+               doc="torch.compile the model (compiling costs seconds per cell; off by default)"),
     ]
     return {o.key: o for o in opts}
 

@@ -23,7 +23,7 @@ import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
                    "ship", "truck")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CACHE_VERSION = 1
+PHOTO_DATASETS = ("imagefolder", "cub200")  # photos of many sizes: resized when decoded
 
 
 @dataclass
@@ -48,6 +49,7 @@ class ImageSet:
     mean: list[float]  # per-channel mean of the training images, in [0, 1]
     std: list[float]
     source: str  # where it came from, for the run's params
+    cache_file: str = ""  # the decode cache it was memory-mapped from (worker processes map it too)
 
     @property
     def num_classes(self) -> int:
@@ -60,14 +62,30 @@ class ImageSet:
 
 @dataclass
 class Split:
-    x: torch.Tensor  # uint8 [N, C, H, W]
-    y: torch.Tensor  # int64 [N]
+    """Rows `index` of a dataset's image tensor `x`, with their labels `y`.
+
+    On the CPU `x` is the whole dataset tensor, shared (memory-mapped from the decode cache) by
+    every cell and worker process: a split costs its indices, never a copy of its images, and a
+    batch gathers its rows. On a GPU `to()` copies exactly the split's images to the device once.
+    """
+    x: torch.Tensor  # uint8 [M, C, H, W]
+    y: torch.Tensor  # int64 [N], this split's labels
+    index: torch.Tensor  # int64 [N], rows of x
 
     def __len__(self) -> int:
         return len(self.y)
 
-    def to(self, device: torch.device) -> "Split":
-        return Split(self.x.to(device), self.y.to(device))
+    def images(self, rows: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """uint8 images of this split: all of them, or those at `rows` (positions in the split)."""
+        index = self.index if rows is None else self.index[rows]
+        return self.x[index]
+
+    def to(self, device: torch.device | str) -> "Split":
+        device = torch.device(device)
+        if device.type == "cpu" and self.x.device.type == "cpu":
+            return self
+        return Split(self.images().to(device), self.y.to(device),
+                     torch.arange(len(self.y), device=device))
 
 
 @dataclass
@@ -78,6 +96,10 @@ class Splits:
     classes: list[str]
     mean: list[float]
     std: list[float]
+
+    def to(self, device: torch.device | str) -> "Splits":
+        return Splits(self.train.to(device), self.val.to(device), self.test.to(device),
+                      self.classes, self.mean, self.std)
 
 
 # --- locating and loading --------------------------------------------------------------------
@@ -98,7 +120,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
     `image_size` matters for `imagefolder` and `cub200`, whose images are resized to it when they
     are decoded (their photos come in many sizes); CIFAR-10 and digits are stored as they are.
     """
-    if name in ("imagefolder", "cub200"):
+    if name in PHOTO_DATASETS:
         root = resolve_data_dir(data_dir)
         if not root.is_dir():
             raise GridError(f"{name}: data directory not found", str(root))
@@ -331,21 +353,34 @@ def _digits_fingerprint() -> str:
     return hashlib.sha256(f"{CACHE_VERSION}:digits:{sklearn.__version__}".encode()).hexdigest()[:20]
 
 
+def open_cached(file: str | os.PathLike) -> ImageSet:
+    """A dataset from its decode-cache file, memory-mapped: the images stay in the page cache,
+    shared by every process that maps the same file, instead of one private copy each."""
+    blob = torch.load(file, weights_only=True, mmap=True)
+    blob.pop("cache_file", None)
+    return ImageSet(**blob, cache_file=str(file))
+
+
 def _cached(name: str, fingerprint: str, build, source: str) -> ImageSet:
     file = cache_dir() / f"{name}-{fingerprint}.pt"
     if file.exists():
         try:
-            blob = torch.load(file, weights_only=True)
-            return ImageSet(**blob)
+            return open_cached(file)
         except Exception:  # noqa: BLE001 - a broken cache file is rebuilt, not fatal
             pass
     images = build()
     images.source = source
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(f".tmp{os.getpid()}")
-    torch.save(dict(images.__dict__), tmp)
+    torch.save({k: v for k, v in images.__dict__.items() if k != "cache_file"}, tmp)
     os.replace(tmp, file)  # atomic: a concurrent or killed launch never sees half a file
-    return images
+    return open_cached(file)
+
+
+def dataset_key(cfg: dict) -> tuple:
+    """Which stored dataset a cell reads: photo datasets are stored at the cell's image size."""
+    name = cfg["data.dataset"]
+    return (name, cfg["data.image_size"] if name in PHOTO_DATASETS else None)
 
 
 # --- splits and batches ----------------------------------------------------------------------
@@ -363,15 +398,33 @@ def _stratified_subset(y: torch.Tensor, size: int, seed: int) -> np.ndarray:
     return np.sort(picked)
 
 
+def validation_size(n_train: int, val_fraction: float, train_size: int | None,
+                    val_size: int | None) -> int:
+    """How many training images are held out for validation.
+
+    `data.val_size` when given; else `val_fraction` of the training set, or, when `train_size`
+    picks a subset, the same share of what is trained on (train_size * f / (1 - f)): a 2,000-image
+    subset is validated on 222 images, not on 5,000, so evaluation stays small next to training.
+    """
+    if val_size is not None:
+        return val_size
+    if train_size is None:
+        return round(n_train * val_fraction)
+    return max(1, round(train_size * val_fraction / (1 - val_fraction)))
+
+
 def check_sizes(images: ImageSet, val_fraction: float, train_size: int | None,
-                test_size: int | None, where: str) -> None:
+                test_size: int | None, where: str, val_size: int | None = None) -> None:
     """Subsets larger than what the dataset holds are input errors, found before training."""
-    n_val = round(len(images.train_y) * val_fraction)
-    n_train = len(images.train_y) - n_val
+    total = len(images.train_y)
+    n_val = validation_size(total, val_fraction, None, val_size)  # with the whole set trained on
+    n_train = total - n_val
     if n_val < 1 or n_train < 1:
-        raise GridError(f"data.val_fraction {val_fraction} leaves {n_train} training and "
-                        f"{n_val} validation images", where)
-    if train_size is not None and train_size > n_train:
+        what = f"data.val_size {val_size}" if val_size is not None else \
+            f"data.val_fraction {val_fraction}"
+        raise GridError(f"{what} leaves {n_train} training and {n_val} validation images", where)
+    if train_size is not None and (train_size > n_train or train_size + validation_size(
+            total, val_fraction, train_size, val_size) > total):
         raise GridError(f"data.train_size {train_size:,} exceeds the {n_train:,} training images of "
                         f"{images.name} left after the validation split", where)
     if test_size is not None and test_size > len(images.test_y):
@@ -380,12 +433,14 @@ def check_sizes(images: ImageSet, val_fraction: float, train_size: int | None,
 
 
 def make_splits(images: ImageSet, val_fraction: float = 0.1, train_size: int | None = None,
-                test_size: int | None = None, split_seed: int = 0) -> Splits:
-    """Stratified validation split from the training set, then optional stratified subsets."""
+                test_size: int | None = None, split_seed: int = 0,
+                val_size: int | None = None) -> Splits:
+    """Stratified validation split from the training set, then optional stratified subsets.
+    The splits index the dataset's tensors; no image is copied."""
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(images.train_y))
-    n_val = round(len(idx) * val_fraction)
+    n_val = validation_size(len(idx), val_fraction, train_size, val_size)
     try:
         train_idx, val_idx = train_test_split(idx, test_size=n_val,
                                               stratify=images.train_y.numpy(),
@@ -402,7 +457,7 @@ def make_splits(images: ImageSet, val_fraction: float = 0.1, train_size: int | N
 
     def take(x, y, i):
         i = torch.from_numpy(i)
-        return Split(x[i], y[i])
+        return Split(x, y[i], i)
 
     return Splits(take(images.train_x, images.train_y, train_idx),
                   take(images.train_x, images.train_y, val_idx),
@@ -417,12 +472,21 @@ def batches(split: Split, batch_size: int, generator: torch.Generator | None = N
     order = torch.randperm(n, generator=generator) if generator is not None else None
     for start in range(0, n, batch_size):
         if order is None:
-            yield split.x[start:start + batch_size], split.y[start:start + batch_size]
+            rows = slice(start, start + batch_size)
         else:
-            i = order[start:start + batch_size].to(split.x.device)
-            yield split.x[i], split.y[i]
+            rows = order[start:start + batch_size].to(split.index.device)
+        yield split.images(rows), split.y[rows]
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float images in [0, 1], the input every gridrun model takes."""
     return x.float().div_(255)
+
+
+def resizer(stored: int, wanted: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 batch -> float batch in [0, 1] at the cell's image size."""
+    if wanted is None or wanted == stored:
+        return to_float
+    return lambda x: torch.nn.functional.interpolate(to_float(x), size=(wanted, wanted),
+                                                     mode="bilinear", antialias=True,
+                                                     align_corners=False)

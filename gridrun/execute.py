@@ -1,81 +1,78 @@
-"""Run a grid: prepare its data, skip cells already finished, train the rest, record every outcome.
+"""Run a grid: check everything, plan the cells, let an executor train them, record every event.
 
-This is the seam between training (`gridrun.train`, which knows nothing of MLflow) and tracking
-(`gridrun.tracking`, which knows nothing of training loops). Today cells run one after another in
-this process (`run_cell`); other executors (worker processes, Ray) replace that loop and keep the
-rest.
+    validate (data, model sizes, precision) -> plan (grid cells or Optuna trials)
+        -> executor.run(plan) yields events -> this process records each one (the one writer)
+
+Training (`gridrun.train`) knows nothing of MLflow; tracking (`gridrun.tracking`) knows nothing
+of training loops; executors (`gridrun.executors`) know where cells run and nothing of either
+MLflow or plans. This module joins them.
 """
 from __future__ import annotations
 
 import tempfile
-import traceback
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
-
-from mlflow.entities import RunTag
+from typing import Iterator
 
 from .backbones import check_weights
-from .data import ImageSet, check_sizes, load_dataset
+from .data import ImageSet, check_sizes, dataset_key, load_dataset
 from .errors import GridError
+from .events import (CellFailed, CellFinished, CellResult, CellStarted, EpochDone, LaunchReport,
+                     Progress, SilentProgress)
 from .grid import Cell, Grid
-from .models import count_params
-from .reports import cell_reports, grid_plots
-from .tracking import Tracker
-from .train import CellResult, EpochStats, build_cell_model, select_device, train_cell
+from .tracking import Recorder
 
-
-class Progress(Protocol):
-    """What a launch reports as it goes; `gridrun.progress` draws it in the terminal."""
-
-    def launch_started(self, grid: Grid, todo: int, skipped: int) -> None: ...
-    def cell_started(self, position: int, todo: int, cell: Cell) -> None: ...
-    def epoch_done(self, cell: Cell, stats: EpochStats) -> None: ...
-    def cell_done(self, cell: Cell, outcome: str, detail: str) -> None: ...
-
-
-class SilentProgress:
-    def launch_started(self, grid, todo, skipped): pass
-    def cell_started(self, position, todo, cell): pass
-    def epoch_done(self, cell, stats): pass
-    def cell_done(self, cell, outcome, detail): pass
-
-
-@dataclass
-class LaunchReport:
-    experiment_id: str
-    parent_run_id: str | None  # None when every cell was already finished
-    planned: int  # cells in the grid
-    skipped: int  # already finished before this launch
-    outcomes: dict[str, str] = field(default_factory=dict)  # run_id -> outcome, for this launch
-    tracking_uri: str = ""
-
-    @property
-    def failed(self) -> int:
-        return sum(o == "failed" for o in self.outcomes.values())
-
-    @property
-    def ran(self) -> int:
-        return len(self.outcomes)
+__all__ = ["launch", "LaunchReport", "GridPlan", "prepare_data", "check_models"]
 
 
 def prepare_data(grid: Grid, cells: list[Cell], data_dir: str | None) -> dict[tuple, ImageSet]:
     """Load every dataset the grid uses and check every subset size, before any run exists."""
     images: dict[tuple, ImageSet] = {}
     for cell in cells:
-        key = dataset_key(cell.config)
+        cfg = cell.config
+        key = dataset_key(cfg)
         if key not in images:
             images[key] = load_dataset(key[0], data_dir, key[1])
-        check_sizes(images[key], cell.config["data.val_fraction"], cell.config["data.train_size"],
-                    cell.config["data.test_size"], grid.path)
+        check_sizes(images[key], cfg["data.val_fraction"], cfg["data.train_size"],
+                    cfg["data.test_size"], grid.path, cfg["data.val_size"])
     return images
 
 
-def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -> None:
-    """Pretrained weights present and `model.max_params` respected, for every cell, before any
-    run exists: each distinct model is built once on the CPU to count its parameters."""
+def _count_params(cfg: dict, dataset: ImageSet, limit: int | None) -> int:
+    """The cell's parameter count, from a model built on the meta device (no memory, no
+    weights). A model that cannot be built counts 0 and fails as its cell, unless a limit
+    needs the count: then its error is raised here, before any run exists."""
+    import torch
+
+    from .models import count_params
+    from .train import build_cell_model
+
+    channels, stored, _ = dataset.image_shape
+    cfg = {**cfg, "model.pretrained": False} if cfg.get("model.pretrained") else cfg
+    build = lambda: build_cell_model(cfg, dataset.num_classes, channels,  # noqa: E731
+                                     cfg["data.image_size"] or stored)
+    try:
+        with torch.device("meta"):
+            return count_params(build())[0]
+    except Exception:  # noqa: BLE001 - some builders need real tensors: count on the CPU
+        try:
+            return count_params(build())[0]
+        except Exception:
+            if limit is not None:
+                raise
+            return 0
+
+
+def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -> dict[int, int]:
+    """Pretrained weights present, `model.max_params` respected and `train.precision` native
+    on the device, for every cell, before any run exists. Returns each cell's parameter count
+    (keyed by cell index): each distinct model is built once, on the meta device (no memory)."""
+    from .train import check_precision
+
     counted: dict[str, int] = {}
+    sizes: dict[int, int] = {}
     for cell in cells:
         cfg = cell.config
         if cfg.get("model.pretrained"):
@@ -83,36 +80,69 @@ def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -
                 check_weights(cfg["model.name"])
             except GridError as e:
                 raise GridError(f"cell {cell.name}: {e}", grid.path) from None
-        if cfg.get("model.max_params") is None:
-            continue
+        problem = check_precision(cfg["train.precision"], cfg["train.device"])
+        if problem:
+            raise GridError(f"train.precision: {problem}", grid.path)
         dataset = images[dataset_key(cfg)]
-        channels, stored, _ = dataset.image_shape
+        channels = dataset.image_shape[0]
         model_keys = {k: v for k, v in cfg.items() if k.startswith("model.")}
         key = repr(sorted(model_keys.items())) + repr((dataset.num_classes, channels))
         if key not in counted:
-            without_weights = {**cfg, "model.pretrained": False} if cfg.get("model.pretrained") \
-                else cfg  # the count does not depend on the weights
-            net = build_cell_model(without_weights, dataset.num_classes, channels,
-                                   cfg["data.image_size"] or stored)
-            counted[key] = count_params(net)[0]
-        if counted[key] > cfg["model.max_params"]:
+            counted[key] = _count_params(cfg, dataset, limit=cfg.get("model.max_params"))
+        sizes[cell.index] = counted[key]
+        limit = cfg.get("model.max_params")
+        if limit is not None and counted[key] > limit:
             raise GridError(f"cell {cell.name}: {cfg['model.name']} has {counted[key]:,} "
-                            f"parameters, more than model.max_params={cfg['model.max_params']:,}",
-                            grid.path)
+                            f"parameters, more than model.max_params={limit:,}", grid.path)
+    return sizes
 
 
-def dataset_key(cfg: dict) -> tuple:
-    """Which stored dataset a cell reads: photo datasets are stored at the cell's image size."""
-    name = cfg["data.dataset"]
-    return (name, cfg["data.image_size"] if name in ("imagefolder", "cub200") else None)
+class GridPlan:
+    """The cells of a grid to run (longest first), with no per-epoch decisions. A planner
+    says what runs next and may decide per epoch (`gridrun.search.OptunaPlan`); an executor
+    says where."""
+    decide = None
+
+    def __init__(self, todo: list[Cell], planned: int):
+        self.todo, self.planned = todo, planned
+
+    @property
+    def to_run(self) -> int:
+        return len(self.todo)
+
+    def cells(self) -> Iterator[Cell]:
+        return iter(self.todo)
+
+    def tags(self, cell: Cell) -> dict[str, str]:
+        return {}
+
+    def done(self, cell: Cell, result: CellResult | None) -> None:
+        pass
+
+
+def longest_first(cells: list[Cell], images: dict[tuple, ImageSet],
+                  sizes: dict[int, int]) -> list[Cell]:
+    """Cells by estimated cost, largest first (grid order among equals), so the last cells of
+    a launch are short ones and no worker idles while one long cell finishes. The estimate:
+    training images x max epochs x pixels x sqrt(parameters)."""
+    def cost(cell: Cell) -> float:
+        cfg = cell.config
+        dataset = images[dataset_key(cfg)]
+        n = cfg["data.train_size"] or len(dataset.train_y)
+        side = cfg["data.image_size"] or dataset.image_shape[1]
+        return n * cfg["train.max_epochs"] * side * side * max(sizes.get(cell.index, 1), 1) ** 0.5
+    return sorted(cells, key=cost, reverse=True)
 
 
 def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = None,
-           rerun: bool = False, progress: Progress | None = None) -> LaunchReport:
+           rerun: bool = False, progress: Progress | None = None, executor: str | None = None,
+           workers: int | None = None, threads: int | None = None,
+           log_model: str | None = None) -> LaunchReport:
     """Train every cell of `grid` not yet finished in its experiment; record each as a child run.
 
     A grid with `search:` runs an Optuna study instead (`gridrun.search`): each trial is a child
-    run like a cell, and every launch runs `n_trials` new trials.
+    run like a cell, and every launch runs `n_trials` new trials. `executor`, `workers`,
+    `threads` and `log_model` override the grid file's `execution:` and `track:` sections.
     """
     progress = progress or SilentProgress()
     if grid.search is not None:
@@ -121,120 +151,199 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     else:
         cells = grid.cells()
     images = prepare_data(grid, cells, data_dir)  # data errors come before the store is touched
-    check_models(grid, cells, images)
-    tracker = Tracker(tracking_uri)
-    existing = tracker.experiment_id(grid.name, create=False)
+    sizes = check_models(grid, cells, images)
+    recorder = Recorder(tracking_uri)
+    existing = recorder.store.experiment_id(grid.name)
     if grid.search is not None:
-        todo, planned, to_run = [], grid.search.n_trials, grid.search.n_trials
+        from .search import OptunaPlan
+        plan = OptunaPlan(grid)
     else:
-        finished = set() if rerun or existing is None else tracker.finished_cells(existing)
-        todo = [c for c in cells if c.id not in finished]
-        planned, to_run = len(cells), len(todo)
+        finished = set() if rerun or existing is None else recorder.store.finished_cells(existing)
+        plan = GridPlan(longest_first([c for c in cells if c.id not in finished], images, sizes),
+                        len(cells))
 
-    experiment_id = existing or tracker.experiment_id(grid.name)
-    report = LaunchReport(experiment_id, None, planned, planned - to_run,
-                          tracking_uri=tracker.tracking_uri)
-    progress.launch_started(grid, to_run, report.skipped)
-    if not to_run:
+    experiment_id = recorder.experiment_id(grid.name)
+    run_with = _execution(grid, cells, plan.to_run, executor, workers, threads)
+    report = LaunchReport(experiment_id, None, plan.planned, plan.planned - plan.to_run,
+                          tracking_uri=recorder.tracking_uri, workers=run_with["workers"])
+    progress.launch_started(grid, plan.to_run, report.skipped, run_with["workers"])
+    if not plan.to_run:
         return report
-    report.parent_run_id = tracker.start_launch(experiment_id, grid, to_run)
+    report.parent_run_id = recorder.start_launch(experiment_id, grid, plan.to_run)
+    from .executors import make_executor
+    engine = make_executor(run_with["executor"], images, run_with["workers"], run_with["threads"])
+    writer = _Writer(recorder, experiment_id, report, grid, images, progress,
+                     log_model or grid.track.get("log_model", "best"), plan)
     status = "FINISHED"
     try:
-        if grid.search is not None:
-            from .search import run_trials
-            run_trials(tracker, experiment_id, report, grid, images, progress)
-        else:
-            for position, cell in enumerate(todo, 1):
-                run_cell(tracker, experiment_id, report, grid, cell, images, progress,
-                         position, len(todo))
+        for event in engine.run(plan.cells(), plan.decide):
+            writer.handle(event)
+        writer.log_best_model()
         try:
-            record_grid(tracker, report.parent_run_id, grid)
+            record_grid(recorder, report.parent_run_id, grid)
         except Exception as e:  # noqa: BLE001 - the cells are recorded; the plots are extras
             warnings.warn(f"could not log the grid's summary plots: {e}")
     except BaseException:
         status = "KILLED"
+        writer.kill_running()
         raise
     finally:
         counts = {"planned": report.planned, "skipped": report.skipped, "ran": report.ran,
                   "failed": report.failed}
-        tracker.end_launch(report.parent_run_id,
-                           "FAILED" if status == "FINISHED" and report.failed else status, counts)
+        seconds = writer.record_seconds
+        figures = {"record_seconds_mean": sum(seconds) / len(seconds),
+                   "record_seconds_max": max(seconds)} if seconds else {}
+        recorder.end_launch(report.parent_run_id,
+                            "FAILED" if status == "FINISHED" and report.failed else status, counts,
+                            figures)
+    report.extra["record_seconds"] = writer.record_seconds
     return report
 
 
-def run_cell(tracker: Tracker, experiment_id: str, report: LaunchReport, grid: Grid, cell: Cell,
-             images: dict[tuple, ImageSet], progress: Progress, position: int, total: int,
-             epoch_hook: Callable[[EpochStats], None] | None = None) -> CellResult | None:
-    """Train one cell in this process and record it; a failure is recorded, not raised.
+def _execution(grid: Grid, cells: list[Cell], to_run: int, executor: str | None,
+               workers: int | None, threads: int | None) -> dict:
+    """The executor, workers and threads of this launch: arguments, else the grid file's
+    `execution:` section, else the defaults of `gridrun.executors`."""
+    from .executors import cpu_count, default_split
+    from .train import select_device
 
-    `epoch_hook` sees each epoch after it is logged and may raise `StopTraining` (a pruner).
-    Returns the result, or None when the cell failed.
-    """
-    progress.cell_started(position, total, cell)
-    run_id = tracker.start_cell(experiment_id, report.parent_run_id, cell, grid)
-    dataset = images[dataset_key(cell.config)]
-    tracker.client.log_batch(run_id, tags=[
-        RunTag("gridrun.device", str(select_device(cell.config["train.device"]))),
-        RunTag("gridrun.data_source", dataset.source)])
-
-    def on_epoch(stats: EpochStats) -> None:
-        tracker.log_epoch(run_id, stats)
-        progress.epoch_done(cell, stats)
-        if epoch_hook is not None:
-            epoch_hook(stats)
-
-    try:
-        result = train_cell(cell.config, dataset, on_epoch)
-    except KeyboardInterrupt as e:
-        tracker.fail_cell(run_id, e, status="KILLED")
-        raise
-    except Exception as e:  # noqa: BLE001 - one broken cell must not end the grid
-        tracker.fail_cell(run_id, e)
-        tracker.log_artifact_text(run_id, traceback.format_exc(), "error.txt")
-        report.outcomes[run_id] = "failed"
-        progress.cell_done(cell, "failed", f"{e.__class__.__name__}: {e}")
-        return None
-    try:
-        record_result(tracker, experiment_id, run_id, cell, result)
-    except Exception as e:  # noqa: BLE001 - e.g. a full disk: this cell fails, others go on
-        tracker.fail_cell(run_id, e)
-        report.outcomes[run_id] = "failed"
-        progress.cell_done(cell, "failed", f"recording the result: {e}")
-        return None
-    report.outcomes[run_id] = result.outcome
-    progress.cell_done(cell, result.outcome, _describe(result))
-    return result
+    settings = dict(grid.execution)
+    for key, value in (("executor", executor), ("workers", workers), ("threads", threads)):
+        if value is not None:
+            settings[key] = value
+    devices = {select_device(c.config["train.device"]).type for c in cells}
+    gpus = 0
+    if "cuda" in devices:
+        import torch
+        gpus = torch.cuda.device_count()
+    auto_workers, auto_threads = default_split(max(to_run, 1), "cuda" in devices, gpus)
+    settings.setdefault("executor", "local")
+    if settings["executor"] == "inline":
+        settings["workers"] = 1
+    if settings.get("workers", "auto") == "auto":
+        settings["workers"] = auto_workers
+    if settings.get("threads", "auto") == "auto":
+        settings["threads"] = auto_threads if settings["workers"] == auto_workers else \
+            max(1, cpu_count() // settings["workers"])
+    return settings
 
 
-def record_result(tracker: Tracker, experiment_id: str, run_id: str, cell: Cell,
-                  result: CellResult) -> None:
-    """A trained cell's figures, reports and model, then its final metrics and outcome.
+@dataclass
+class _Writer:
+    """The one writer of a launch: turns the executor's events into MLflow writes and progress.
+    Runs in the launching process; worker processes never open the store."""
+    recorder: Recorder
+    experiment_id: str
+    report: LaunchReport
+    grid: Grid
+    images: dict[tuple, ImageSet]
+    progress: Progress
+    log_model: str  # all | best | none
+    plan: object
+    runs: dict[int, str] = field(default_factory=dict)  # cell index -> run id, while it trains
+    started: int = 0
+    best: tuple | None = None  # (test_acc, run_id, result) of the best finished cell
+    record_seconds: list[float] = field(default_factory=list)
 
-    The run is marked FINISHED last, so a crash while logging leaves it unfinished and a
-    relaunch trains the cell again rather than trusting half its artifacts.
-    """
+    def handle(self, event) -> None:
+        cell = event.cell
+        if isinstance(event, CellStarted):
+            self.started += 1
+            self.progress.cell_started(self.started, cell, event.worker)
+            run_id = self.recorder.start_cell(self.experiment_id, self.report.parent_run_id,
+                                              cell, self.grid)
+            self.runs[cell.index] = run_id
+            self.recorder.set_tags(run_id, {
+                "gridrun.data_source": self.images[dataset_key(cell.config)].source,
+                **self.plan.tags(cell)})
+        elif isinstance(event, EpochDone):
+            self.recorder.log_epoch(self.runs[cell.index], event.stats)
+            self.progress.epoch_done(cell, event.stats, event.worker)
+        elif isinstance(event, CellFinished):
+            self.finished(cell, event.result)
+        elif isinstance(event, CellFailed):
+            self.failed(cell, event.error, event.traceback)
+
+    def finished(self, cell: Cell, result: CellResult) -> None:
+        run_id = self.runs.pop(cell.index)
+        t0 = time.perf_counter()
+        try:
+            record_result(self.recorder, self.experiment_id, run_id, cell, result,
+                          with_model=self.log_model == "all")
+        except Exception as e:  # noqa: BLE001 - e.g. a full disk: this cell fails, others go on
+            self.recorder.fail_cell(run_id, f"recording the result: {e.__class__.__name__}: {e}")
+            self.report.outcomes[run_id] = "failed"
+            self.plan.done(cell, None)
+            self.progress.cell_done(cell, "failed", f"recording the result: {e}")
+            return
+        self.record_seconds.append(time.perf_counter() - t0)
+        if self.log_model == "best" and result.model is not None and (
+                self.best is None or result.test_acc > self.best[0]):
+            self.best = (result.test_acc, run_id, result, cell)
+        self.report.outcomes[run_id] = result.outcome
+        self.plan.done(cell, result)
+        self.progress.cell_done(cell, result.outcome, _describe(result))
+
+    def failed(self, cell: Cell, error: str, trace: str) -> None:
+        run_id = self.runs.pop(cell.index)
+        self.recorder.fail_cell(run_id, error)
+        if trace:
+            self.recorder.log_artifact_text(run_id, trace, "error.txt")
+        self.report.outcomes[run_id] = "failed"
+        self.plan.done(cell, None)
+        self.progress.cell_done(cell, "failed", error)
+
+    def log_best_model(self) -> None:
+        """`track.log_model: best`: the model of this launch's best cell (by test accuracy, as
+        the summary's bold row), logged once its rivals have all finished."""
+        if self.best is not None:
+            _, run_id, result, cell = self.best
+            self.recorder.log_model(self.experiment_id, run_id, result.model,
+                                    result.example_input)
+            self.recorder.set_tags(run_id, {"gridrun.model": "best of launch"})
+
+    def kill_running(self) -> None:
+        """An interrupted launch: the cells in progress end KILLED (a relaunch trains them)."""
+        for run_id in self.runs.values():
+            try:
+                self.recorder.fail_cell(run_id, "KeyboardInterrupt: the launch was interrupted",
+                                        status="KILLED")
+            except Exception:  # noqa: BLE001 - recording what we can while stopping
+                pass
+        self.runs.clear()
+
+
+def record_result(recorder: Recorder, experiment_id: str, run_id: str, cell: Cell,
+                  result: CellResult, with_model: bool = True) -> None:
+    """A trained cell's figures, reports and (optionally) model, then its final metrics and
+    outcome. The run is marked FINISHED last, so a crash while logging leaves it unfinished
+    and a relaunch trains the cell again rather than trusting half its artifacts."""
+    from .reports import cell_reports
+
     with tempfile.TemporaryDirectory(prefix="gridrun-") as folder:
         cell_reports(result, Path(folder), title=cell.name)
-        tracker.log_files(run_id, Path(folder))
-    if result.model is not None and result.example_input is not None:
-        tracker.log_model(experiment_id, run_id, result.model, result.example_input)
-    tracker.finish_cell(run_id, result)
+        recorder.log_files(run_id, Path(folder))
+    if with_model and result.model is not None and result.example_input is not None:
+        recorder.log_model(experiment_id, run_id, result.model, result.example_input)
+    if result.device:
+        recorder.set_tags(run_id, {"gridrun.device": result.device})
+    recorder.finish_cell(run_id, result)
 
 
-def record_grid(tracker: Tracker, parent_run_id: str, grid: Grid) -> None:
+def record_grid(recorder: Recorder, parent_run_id: str, grid: Grid) -> None:
     """The grid-level figures and the results table, on the launch's parent run."""
+    from .reports import grid_plots
     from .summary import cells_frame, factor_levels, factors, render, tabulate
 
-    cells = cells_frame(grid=grid, tracking_uri=tracker.tracking_uri)
+    cells = cells_frame(grid=grid, tracking_uri=recorder.tracking_uri)
     levels = {f: factor_levels(cells, f) for f in factors(cells)}
     with tempfile.TemporaryDirectory(prefix="gridrun-") as folder:
         grid_plots(cells, levels, Path(folder))
         (Path(folder) / "summary.md").write_text(
             render(tabulate(cells), "markdown"))
-        tracker.log_files(parent_run_id, Path(folder))
+        recorder.log_files(parent_run_id, Path(folder))
 
 
 def _describe(result: CellResult) -> str:
     return (f"test_acc {result.test_acc:.4f}, best epoch {result.epochs_needed}/"
             f"{result.epochs_run}, {result.duration_s:.1f}s")
-

@@ -11,6 +11,8 @@
     exclude:                           # partial assignments whose cells are dropped
       - {optimizer: adam, optim.lr: 0.005}
     seeds: [0, 1, 2]                   # repeat every cell with each seed
+    execution: {workers: 2}            # how the launch runs: executor, workers, threads
+    track: {log_model: best}           # what it records: the model of all, the best or no cell
 
 Everything is checked before anything runs; errors are `GridError`s naming the file and key path.
 Cells whose resolved configs are equal (an axis over a key that does not apply to them, such as
@@ -33,7 +35,11 @@ from .errors import GridError
 MAX_CELLS = 10_000  # a grid larger than this is refused rather than attempted
 MAX_FILE_BYTES = 1_000_000
 MAX_YAML_NODES = 100_000  # after alias expansion: refuses "billion laughs" documents
-TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search")
+TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search", "execution",
+             "track")
+# how a launch runs and records the cells (not part of any cell: they change no result)
+EXECUTION = {"executor": ("local", "inline"), "workers": "auto", "threads": "auto"}
+TRACK = {"log_model": ("best", "all", "none")}
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 
@@ -83,6 +89,8 @@ class Grid:
     override_args: list[str] = field(default_factory=list)  # the --set strings, as given
     search: SearchSpec | None = None
     text: str = ""  # the file as written, logged with each launch
+    execution: dict[str, Any] = field(default_factory=dict)  # executor, workers, threads
+    track: dict[str, Any] = field(default_factory=dict)  # log_model
 
     def size(self) -> int:
         """Number of combinations before exclusions and de-duplication."""
@@ -288,6 +296,31 @@ def _search(raw: Any, fixed: dict[str, Any], where: str) -> SearchSpec:
     return SearchSpec(n_trials, sampler, pruner, seed, space)
 
 
+def launch_settings(raw: Any, defaults: dict[str, Any], where: str) -> dict[str, Any]:
+    """`execution:` or `track:`: each key one of its choices, or (for "auto" keys) an integer
+    >= 1 or auto. Missing keys take their default (the first choice, or auto)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise GridError(f"must be a mapping with keys {', '.join(defaults)}", where)
+    unknown = set(raw) - set(defaults)
+    if unknown:
+        raise GridError(f"unknown key '{sorted(map(str, unknown))[0]}'; allowed: "
+                        f"{', '.join(defaults)}", where)
+    settings = {}
+    for key, allowed in defaults.items():
+        value = raw.get(key, allowed[0] if isinstance(allowed, tuple) else allowed)
+        if isinstance(allowed, tuple):
+            if value not in allowed:
+                raise GridError(f"unknown value {value!r}; allowed: {', '.join(allowed)}",
+                                f"{where}.{key}")
+        elif value != "auto" and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise GridError(f"must be an integer >= 1 or auto, got {value!r}", f"{where}.{key}")
+        settings[key] = value
+    return settings
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """`key=value` from --set; the value is read as YAML (`0.1`, `true`, `[32, 64]`, `null`)."""
     where = f"--set {text}"
@@ -363,7 +396,10 @@ def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
                             "settings under 'fixed:'", where)
         search = _search(raw["search"], {**fixed, **applied}, f"{where}: search")
     grid = Grid(str(path), name.strip(), str(description), fixed, axes, exclude, seeds,
-                overrides=applied, override_args=list(overrides), text=text, search=search)
+                overrides=applied, override_args=list(overrides), text=text, search=search,
+                execution=launch_settings(raw.get("execution"), EXECUTION,
+                                          f"{where}: execution"),
+                track=launch_settings(raw.get("track"), TRACK, f"{where}: track"))
     if search is not None:
         return grid
     if grid.size() > MAX_CELLS:
@@ -388,7 +424,9 @@ def grid_from_settings(overrides: list[str] | tuple[str, ...], name: str) -> Gri
     axes = [_axis(key, [list(v) if isinstance(v, tuple) else v], f"--set {key}")
             for key, v in settings.items()]
     text = yaml.safe_dump({"name": name, "fixed": config.nest(settings)}, sort_keys=False)
-    grid = Grid("<command line>", name, "", {}, axes, [], [], text=text)
+    grid = Grid("<command line>", name, "", {}, axes, [], [], text=text,
+                execution=launch_settings(None, EXECUTION, "execution"),
+                track=launch_settings(None, TRACK, "track"))
     grid.cells()  # validates the resolved cell
     return grid
 

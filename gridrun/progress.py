@@ -1,17 +1,24 @@
-"""The live progress display of a launch: cell i/N, epoch, current val acc, elapsed and ETA.
+"""The live progress display of a launch.
 
-In a terminal it is one live line drawn by rich; in a log (CI, nohup) it is one plain line per
-epoch and per finished cell, so the output stays readable when it is not a terminal.
+In a terminal: one line per worker (its cell, epoch and validation accuracy) under a bar with
+the grid's done/total, elapsed time and ETA, drawn by rich. In a log (CI, nohup): one plain line
+per event, e.g. `[3/24] relu_bn-lr0.001-sgd0.9 epoch 2/20 val_acc 0.4567 elapsed 00:41 ETA 05:10`.
+
+The ETA is measured, not guessed: the mean epoch time so far, times the epochs still possibly
+ahead (each unfinished cell up to its max_epochs), divided by the workers. Early stopping makes
+it an upper bound.
 """
 from __future__ import annotations
 
 import time
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn
+from rich.text import Text
 
+from .events import EpochStats
 from .grid import Cell, Grid
-from .train import EpochStats
 
 
 def _clock(seconds: float) -> str:
@@ -24,61 +31,88 @@ def _clock(seconds: float) -> str:
 class ConsoleProgress:
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True, soft_wrap=True)  # logs: never wrap lines
-        self.live = self.console.is_terminal
+        self.live_mode = self.console.is_terminal
+        self.live: Live | None = None
         self.bar: Progress | None = None
         self.task = None
         self.started = time.monotonic()
-        self.todo = 0
-        self.done = 0
-        self.position = 0
+        self.todo = self.done = self.workers = 0
         self.max_epochs = 1
+        self.positions: dict[int, int] = {}  # cell index -> position in start order
+        self.epochs: dict[int, int] = {}  # cell index -> epochs done, while it trains
+        self.lines: dict[int, str] = {}  # worker -> its current line
+        self.epoch_seconds: list[float] = []
 
-    # ETA: time so far, scaled by the share of the grid's epochs-to-run done so far
-    def _eta(self, epoch: int) -> str:
-        fraction = (self.done + epoch / self.max_epochs) / max(self.todo, 1)
-        if fraction <= 0:
+    def eta(self) -> str:
+        if not self.epoch_seconds:
             return "--:--"
-        elapsed = time.monotonic() - self.started
-        return _clock(elapsed / fraction - elapsed)
+        mean = sum(self.epoch_seconds) / len(self.epoch_seconds)
+        unstarted = self.todo - self.done - len(self.epochs)
+        ahead = unstarted * self.max_epochs + sum(self.max_epochs - e for e in self.epochs.values())
+        return _clock(mean * max(ahead, 0) / max(self.workers, 1))
 
-    def launch_started(self, grid: Grid, todo: int, skipped: int) -> None:
-        self.todo, self.started = todo, time.monotonic()
+    def launch_started(self, grid: Grid, todo: int, skipped: int, workers: int) -> None:
+        self.todo, self.workers, self.started = todo, workers, time.monotonic()
         skipped_note = f", {skipped} already finished (skipped)" if skipped else ""
-        self.console.print(f"grid {grid.name}: {todo} cells to run{skipped_note}")
-        if self.live and todo:
+        on = f" on {workers} workers" if workers > 1 and todo else ""
+        self.console.print(f"grid {grid.name}: {todo} cells to run{skipped_note}{on}",
+                           highlight=False)
+        cells = grid.cells() if grid.search is None else []
+        self.max_epochs = max((c.config["train.max_epochs"] for c in cells), default=1)
+        if self.live_mode and todo:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                TextColumn("{task.fields[status]}"), console=self.console,
-                                transient=True)
-            self.task = self.bar.add_task("", total=todo, status="")
-            self.bar.start()
+                                TextColumn("{task.fields[status]}"), console=self.console)
+            self.task = self.bar.add_task("grid", total=todo, status="")
+            self.live = Live(self._view(), console=self.console, transient=True,
+                             refresh_per_second=4)
+            self.live.start()
 
-    def cell_started(self, position: int, todo: int, cell: Cell) -> None:
-        self.position, self.max_epochs = position, cell.config["train.max_epochs"]
-        self._show(f"[{position}/{todo}] {cell.name}", "starting", 0)
+    def cell_started(self, position: int, cell: Cell, worker: int) -> None:
+        self.positions[cell.index] = position
+        self.epochs[cell.index] = 0
+        self.max_epochs = max(self.max_epochs, cell.config["train.max_epochs"])
+        self._show(worker, f"{self._tag(cell)} starting", log=False)
 
-    def epoch_done(self, cell: Cell, stats: EpochStats) -> None:
-        status = (f"epoch {stats.epoch}/{self.max_epochs} val_acc {stats.val_acc:.4f} "
-                  f"elapsed {_clock(time.monotonic() - self.started)} ETA {self._eta(stats.epoch)}")
-        self._show(f"[{self.position}/{self.todo}] {cell.name}", status, stats.epoch)
+    def epoch_done(self, cell: Cell, stats: EpochStats, worker: int) -> None:
+        self.epochs[cell.index] = stats.epoch
+        self.epoch_seconds.append(stats.epoch_seconds)
+        self._show(worker, f"{self._tag(cell)} epoch {stats.epoch}/{cell.config['train.max_epochs']}"
+                           f" val_acc {stats.val_acc:.4f} elapsed "
+                           f"{_clock(time.monotonic() - self.started)} ETA {self.eta()}")
 
     def cell_done(self, cell: Cell, outcome: str, detail: str) -> None:
         self.done += 1
-        line = f"[{self.position}/{self.todo}] {cell.name}: {outcome} ({detail})"
-        if self.bar is not None:
-            self.bar.console.print(line)
-            self.bar.update(self.task, completed=self.done)
-            if self.done == self.todo:
-                self.bar.stop()
+        self.epochs.pop(cell.index, None)
+        line = f"{self._tag(cell)}: {outcome} ({detail})"
+        if self.live is not None:
+            self.live.console.print(line, highlight=False, markup=False)
+            self._refresh()
         else:
-            self.console.print(line)
+            self.console.print(line, highlight=False, markup=False)
 
-    def _show(self, description: str, status: str, epoch: int) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, description=description, status=status,
-                            completed=self.done + epoch / self.max_epochs)
-        elif epoch:
-            self.console.print(f"{description} {status}", highlight=False)
+    def _tag(self, cell: Cell) -> str:
+        return f"[{self.positions.get(cell.index, '?')}/{self.todo}] {cell.name}"
+
+    def _show(self, worker: int, line: str, log: bool = True) -> None:
+        self.lines[worker] = line
+        if self.live is not None:
+            self._refresh()
+        elif log:
+            self.console.print(line, highlight=False, markup=False)
+
+    def _view(self):
+        rows = [Text(f"worker {w}: {line}" if self.workers > 1 else line)
+                for w, line in sorted(self.lines.items())]
+        return Group(self.bar, *rows)
+
+    def _refresh(self) -> None:
+        self.bar.update(self.task, completed=self.done,
+                        description=f"{self.done}/{self.todo} cells",
+                        status=f"elapsed {_clock(time.monotonic() - self.started)} "
+                               f"ETA {self.eta()}")
+        self.live.update(self._view())
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        if self.live is not None:
+            self.live.stop()
+            self.live = None

@@ -13,17 +13,22 @@
 Each trial is trained and recorded exactly like a grid cell (a child run with the same params,
 metrics, tags and artifacts, plus `gridrun.trial`), so `gridrun summary` works on it. The
 objective is the best value of `train.monitor` (maximized for accuracies, minimized for losses).
-Every launch runs `n_trials` new trials.
+Every launch runs `n_trials` new trials. With several workers, as many trials run at once:
+each is asked of the study when a worker is free, so it sees every trial told before it.
+
+`OptunaPlan` is a planner: it says which cell runs next and answers each epoch (the pruner);
+the launch's executor decides where the trials run.
 """
 from __future__ import annotations
+
+from typing import Iterator
 
 import optuna
 
 from . import config
-from .execute import LaunchReport, Progress, run_cell
+from .events import CellResult, EpochStats, Stop
 from .grid import Cell, Grid, _format_value
-from .tracking import Tracker
-from .train import StopTraining, monitor_mode
+from .train.recipe import monitor_mode
 
 
 def _settings(grid: Grid, suggested: dict) -> dict:
@@ -74,32 +79,43 @@ def make_study(grid: Grid) -> optuna.Study:
                                direction="maximize" if mode == "max" else "minimize")
 
 
-def run_trials(tracker: Tracker, experiment_id: str, report: LaunchReport, grid: Grid,
-               images: dict, progress: Progress) -> optuna.Study:
-    study = make_study(grid)
-    for number in range(grid.search.n_trials):
-        trial = study.ask()
-        cell = _cell(grid, _suggest(trial, grid.search.space), number)
+class OptunaPlan:
+    """The trials of one launch's Optuna study, as cells, with the pruner's per-epoch answer."""
+
+    def __init__(self, grid: Grid):
+        self.grid = grid
+        self.study = make_study(grid)
+        self.planned = self.to_run = grid.search.n_trials
+        self.trials: dict[int, optuna.Trial] = {}  # cell index (trial number) -> trial
+        self.seen: dict[int, list[float]] = {}  # the monitored value of each epoch
+
+    def cells(self) -> Iterator[Cell]:
+        for _ in range(self.to_run):
+            trial = self.study.ask()
+            cell = _cell(self.grid, _suggest(trial, self.grid.search.space), trial.number)
+            self.trials[cell.index], self.seen[cell.index] = trial, []
+            yield cell
+
+    def tags(self, cell: Cell) -> dict[str, str]:
+        return {"gridrun.trial": str(cell.index)}
+
+    def decide(self, cell: Cell, stats: EpochStats) -> Stop | None:
         monitor = cell.config["train.monitor"]
-        mode = monitor_mode(monitor, cell.config["train.mode"])
-        seen: list[float] = []
+        value = getattr(stats, monitor)
+        trial = self.trials[cell.index]
+        self.seen[cell.index].append(value)
+        trial.report(value, stats.epoch)
+        if trial.should_prune():
+            return Stop("pruned", f"pruned by Optuna's median pruner at epoch {stats.epoch} "
+                                  f"({monitor} {value:.4f})")
+        return None
 
-        def report_epoch(stats, trial=trial, monitor=monitor, seen=seen) -> None:
-            value = getattr(stats, monitor)
-            seen.append(value)
-            trial.report(value, stats.epoch)
-            if trial.should_prune():
-                raise StopTraining("pruned", f"pruned by Optuna's median pruner at epoch "
-                                             f"{stats.epoch} ({monitor} {value:.4f})")
-
-        result = run_cell(tracker, experiment_id, report, grid, cell, images, progress,
-                          number + 1, grid.search.n_trials, epoch_hook=report_epoch)
-        run_id = next(reversed(report.outcomes))
-        tracker.client.set_tag(run_id, "gridrun.trial", str(number))
+    def done(self, cell: Cell, result: CellResult | None) -> None:
+        trial, seen = self.trials.pop(cell.index), self.seen.pop(cell.index)
+        mode = monitor_mode(cell.config["train.monitor"], cell.config["train.mode"])
         if result is None or not seen:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         elif result.outcome == "pruned":
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
-            study.tell(trial, max(seen) if mode == "max" else min(seen))
-    return study
+            self.study.tell(trial, max(seen) if mode == "max" else min(seen))

@@ -23,7 +23,7 @@ import pandas as pd
 from . import config
 from .errors import GridError
 from .grid import Grid, load_grid
-from .tracking import CELL, CONFIG, KIND, OUTCOME, OVERRIDES, Tracker
+from .tracking import CELL, CONFIG, KIND, OUTCOME, OVERRIDES, Recorder, Store
 
 FORMATS = ("term", "markdown", "latex", "csv", "html")
 VIEWS = ("results", "params")
@@ -38,12 +38,12 @@ STATE = {"FAILED": "Failed", "RUNNING": "Running", "SCHEDULED": "Running", "KILL
 
 def runs_frame(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
     """Every cell run of an experiment, one row each: tags, typed params and final metrics."""
-    tracker = Tracker(tracking_uri)
-    exp_id = tracker.experiment_id(experiment, create=False)
+    store = Store(tracking_uri)
+    exp_id = store.experiment_id(experiment)
     if exp_id is None:
-        raise GridError(f"no experiment '{experiment}' in {tracker.tracking_uri}")
+        raise GridError(f"no experiment '{experiment}' in {store.tracking_uri}")
     records = []
-    for run in tracker.runs(exp_id, f"tags.`{KIND}` = 'cell'"):
+    for run in store.runs(exp_id, f"tags.`{KIND}` = 'cell'"):
         tags, info = run.data.tags, run.info
         record = {"run_id": info.run_id, "name": info.run_name, "status": info.status,
                   "start_time": info.start_time, "end_time": info.end_time,
@@ -93,9 +93,9 @@ def grid_as_launched(path: str, overrides: list[str] | None = None,
     so that `gridrun summary GRID` finds the cells that `gridrun launch GRID --set ...` ran."""
     grid = load_grid(path, overrides or ())
     if overrides is None:
-        tracker = Tracker(tracking_uri)
-        exp_id = tracker.experiment_id(grid.name, create=False)
-        latest = tracker.latest_launch(exp_id) if exp_id else None
+        store = Store(tracking_uri)
+        exp_id = store.experiment_id(grid.name)
+        latest = store.latest_launch(exp_id) if exp_id else None
         if latest is not None and latest.data.tags.get(OVERRIDES):
             grid = load_grid(path, json.loads(latest.data.tags[OVERRIDES]))
     return grid
@@ -104,12 +104,12 @@ def grid_as_launched(path: str, overrides: list[str] | None = None,
 def log_rendered(experiment: str, text: str, artifact_file: str,
                  tracking_uri: str | None = None) -> str | None:
     """Attach a rendered table to the experiment's latest parent run; returns that run's id."""
-    tracker = Tracker(tracking_uri)
-    exp_id = tracker.experiment_id(experiment, create=False)
-    latest = tracker.latest_launch(exp_id) if exp_id else None
+    recorder = Recorder(tracking_uri)
+    exp_id = recorder.store.experiment_id(experiment)
+    latest = recorder.store.latest_launch(exp_id) if exp_id else None
     if latest is None:
         return None
-    tracker.log_artifact_text(latest.info.run_id, text, artifact_file)
+    recorder.log_artifact_text(latest.info.run_id, text, artifact_file)
     return latest.info.run_id
 
 

@@ -1,7 +1,10 @@
 """MLflow tracking: one experiment per grid, one parent run per launch, one child run per cell.
 
-Everything goes through an explicit `MlflowClient` and run ids, never MLflow's global "active
-run", so a single process can write for many cells (and, later, for many worker processes).
+Reading apart from writing: a `Store` only looks things up (summary and status use it, and a
+read never creates or restores an experiment); a `Recorder` owns every write, and a launch has
+exactly one, in the launching process, whatever executes the cells. Everything goes through one
+`MlflowClient` per process and tracking URI (`client()`), never MLflow's global "active run".
+Nothing outside this module touches an `MlflowClient`.
 
 Tags written on every child run:
   gridrun.kind=cell, gridrun.cell (stable cell id), gridrun.index (grid order), gridrun.label
@@ -17,9 +20,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-import numpy as np
-import torch
-
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.run_status import RunStatus
@@ -27,8 +27,10 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from .grid import Cell, Grid
 
-if TYPE_CHECKING:  # annotations only: tracking does not need the training code loaded
-    from .train import CellResult, EpochStats
+if TYPE_CHECKING:
+    import torch
+
+    from .events import CellResult, EpochStats
 
 KIND = "gridrun.kind"
 CELL = "gridrun.cell"
@@ -55,23 +57,32 @@ def format_param(value: Any) -> str:
     return str(value)
 
 
-class Tracker:
-    """Writes a grid's runs to one MLflow tracking store."""
+_CLIENTS: dict[str | None, MlflowClient] = {}
+
+
+def client(tracking_uri: str | None = None) -> MlflowClient:
+    """This process's client for a tracking URI (None: $MLFLOW_TRACKING_URI, else MLflow's
+    default, sqlite:///mlflow.db in the working directory). Building one costs ~0.7 s against
+    SQLite (engine, schema check), so each process builds one per store and keeps it."""
+    if tracking_uri not in _CLIENTS:
+        made = MlflowClient(tracking_uri=tracking_uri)
+        _CLIENTS[tracking_uri] = _CLIENTS[made.tracking_uri] = made
+    return _CLIENTS[tracking_uri]
+
+
+class Store:
+    """Read-only view of a tracking store: experiments, runs, finished cells, launches."""
 
     def __init__(self, tracking_uri: str | None = None):
-        # None: $MLFLOW_TRACKING_URI, else MLflow's default (sqlite:///mlflow.db in the cwd)
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = client(tracking_uri)
         self.tracking_uri = self.client.tracking_uri
 
-    # --- experiments and lookups ---
-
-    def experiment_id(self, name: str, create: bool = True) -> str | None:
+    def experiment_id(self, name: str) -> str | None:
+        """The id of a live experiment, or None (also when it was deleted: reads restore nothing)."""
         exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            if exp.lifecycle_stage == "deleted":
-                self.client.restore_experiment(exp.experiment_id)
-            return exp.experiment_id
-        return self.client.create_experiment(name) if create else None
+        if exp is None or exp.lifecycle_stage == "deleted":
+            return None
+        return exp.experiment_id
 
     def runs(self, experiment_id: str, filter_string: str = "") -> list:
         """All runs of an experiment matching a filter, across result pages.
@@ -99,6 +110,31 @@ class Tracker:
         """Ids of cells that already have a FINISHED run: a relaunch skips them."""
         runs = self.runs(experiment_id, f"tags.`{KIND}` = 'cell' and attributes.status = 'FINISHED'")
         return {r.data.tags[CELL] for r in runs if CELL in r.data.tags}
+
+    def latest_launch(self, experiment_id: str):
+        """The most recent parent run of an experiment, or None."""
+        runs = self.client.search_runs([experiment_id], f"tags.`{KIND}` = 'launch'",
+                                       order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0] if runs else None
+
+
+class Recorder:
+    """Every write of a launch: experiments, the parent run, child runs, metrics, artifacts,
+    models. `store` reads the same tracking store."""
+
+    def __init__(self, tracking_uri: str | None = None):
+        self.store = Store(tracking_uri)
+        self.client = self.store.client
+        self.tracking_uri = self.store.tracking_uri
+
+    def experiment_id(self, name: str) -> str:
+        """The grid's experiment, created (or restored from the trash) for writing."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            return self.client.create_experiment(name)
+        if exp.lifecycle_stage == "deleted":
+            self.client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
 
     # --- the launch's parent run ---
 
@@ -140,15 +176,14 @@ class Tracker:
         except Exception:  # noqa: BLE001 - a stale id from another store: not ours to adopt
             return None
 
-    def latest_launch(self, experiment_id: str):
-        """The most recent parent run of an experiment, or None."""
-        runs = self.client.search_runs([experiment_id], f"tags.`{KIND}` = 'launch'",
-                                       order_by=["attributes.start_time DESC"], max_results=1)
-        return runs[0] if runs else None
-
-    def end_launch(self, run_id: str, status: str, counts: dict[str, int]) -> None:
-        self.client.log_batch(run_id, metrics=[Metric(f"cells_{k}", v, _now_ms(), 0)
-                                               for k, v in counts.items()])
+    def end_launch(self, run_id: str, status: str, counts: dict[str, int],
+                   figures: dict[str, float] | None = None) -> None:
+        """Close the parent run with the launch's cell counts (`cells_*`) and `figures` (e.g.
+        what recording a cell cost)."""
+        ts = _now_ms()
+        metrics = [Metric(f"cells_{k}", v, ts, 0) for k, v in counts.items()]
+        metrics += [Metric(k, float(v), ts, 0) for k, v in (figures or {}).items()]
+        self.client.log_batch(run_id, metrics=metrics)
         self.client.set_terminated(run_id, status)
 
     # --- one cell's child run ---
@@ -182,13 +217,17 @@ class Tracker:
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
-    def fail_cell(self, run_id: str, error: BaseException, status: str = "FAILED") -> None:
-        message = f"{error.__class__.__name__}: {error}"[:5000]
+    def fail_cell(self, run_id: str, error: str, status: str = "FAILED") -> None:
+        """End a cell's run FAILED (or KILLED) with `error` ("Class: message") on its tags."""
+        message = error[:5000]
         self.client.log_batch(run_id, tags=[RunTag(OUTCOME, "failed" if status == "FAILED"
                                                    else "killed"),
                                             RunTag(REASON, message),
                                             RunTag("gridrun.error", message)])
         self.client.set_terminated(run_id, status)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def log_artifact_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)
@@ -197,7 +236,7 @@ class Tracker:
         self.client.log_artifacts(run_id, str(folder), artifact_path)
 
     def log_model(self, experiment_id: str, run_id: str, model: torch.nn.Module,
-                  example_input: torch.Tensor) -> str:
+                  example_input: torch.Tensor, name: str = "model") -> str:
         """The trained model in MLflow's pytorch flavor (pt2), with input example and signature.
 
         It takes float images in [0, 1], shape [N, C, H, W], and returns class logits.
@@ -206,9 +245,11 @@ class Tracker:
         """
         import mlflow
         import mlflow.pytorch
+        import numpy as np
+        import torch
 
         # created here so the model belongs to the run's experiment, not the "active" one
-        logged = self.client.create_logged_model(experiment_id, name="model", source_run_id=run_id)
+        logged = self.client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(self.tracking_uri)  # log_model resolves the store globally
         try:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from gridrun.tracking import Tracker
-from gridrun.train import CellResult, EpochStats
+from gridrun.events import CellResult, EpochStats
+from gridrun.tracking import Recorder
 
 
-def record_cell(tracker: Tracker, grid, cell, test_acc: float, outcome: str = "max_epochs",
+def record_cell(tracker: Recorder, grid, cell, test_acc: float, outcome: str = "max_epochs",
                 parent: str | None = None, finish: bool = True, epochs_needed: int = 2,
                 duration_s: float = 90.0) -> str:
     """One child run for `cell`, finished with the given accuracy (or left RUNNING)."""

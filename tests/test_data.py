@@ -27,13 +27,25 @@ def test_validation_split_is_stratified_and_fixed(cifar):
     assert (len(splits.train), len(splits.val), len(splits.test)) == (45_000, 5_000, 10_000)
     assert splits.val.y.bincount().tolist() == [500] * 10
     again = data.make_splits(cifar, val_fraction=0.1)
-    assert torch.equal(splits.val.x, again.val.x)
+    assert torch.equal(splits.val.index, again.val.index)
+    assert torch.equal(splits.val.images(slice(0, 50)), again.val.images(slice(0, 50)))
+    # the splits index the one dataset tensor: no image is copied
+    assert splits.train.x.data_ptr() == splits.val.x.data_ptr() == cifar.train_x.data_ptr()
+    # no image is in both train and validation
+    assert not set(splits.train.index.tolist()) & set(splits.val.index.tolist())
+
+
+def test_a_training_subset_is_validated_on_the_same_share_of_what_it_trains_on(cifar):
     small = data.make_splits(cifar, 0.1, train_size=2000, test_size=500)
-    assert (len(small.train), len(small.val), len(small.test)) == (2000, 5000, 500)
+    # 2,000 train : 222 validation keeps the full set's 9 : 1, so an epoch evaluates 222 images
+    assert (len(small.train), len(small.val), len(small.test)) == (2000, 222, 500)
     assert small.train.y.bincount().tolist() == [200] * 10
-    # the subset is taken from the training part: no image is in both train and validation
-    train_keys = {bytes(x.numpy()) for x in small.train.x}
-    assert not train_keys & {bytes(x.numpy()) for x in splits.val.x[:1000]}
+    assert min(small.val.y.bincount().tolist()) >= 22, "stratified"
+    assert not set(small.train.index.tolist()) & set(small.val.index.tolist())
+    sized = data.make_splits(cifar, 0.1, train_size=2000, val_size=1000)
+    assert (len(sized.train), len(sized.val)) == (2000, 1000)
+    with pytest.raises(GridError, match="data.val_size 50000 leaves 0 training"):
+        data.check_sizes(cifar, 0.1, None, None, "g.yaml", val_size=50_000)
 
 
 def test_second_load_comes_from_the_cache_without_decoding(cifar_dir, cifar, monkeypatch):

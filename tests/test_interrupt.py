@@ -3,6 +3,7 @@ same command resumes where it stopped."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ def test_interrupted_launch_keeps_finished_cells_and_resumes(write_grid, tmp_pat
         grid:
           variant:
             first: {}
-            long: {train.max_epochs: 30}
+            long: {train.max_epochs: 150}
     """)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cmd = [sys.executable, "-m", "gridrun.cli", "launch", str(path), "--tracking-uri", uri]
@@ -28,10 +29,10 @@ def test_interrupted_launch_keeps_finished_cells_and_resumes(write_grid, tmp_pat
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     seen = ""
-    while time.monotonic() < deadline:  # wait until the second cell is training
+    while time.monotonic() < deadline:  # wait until the first cell is done and the long one trains
         line = proc.stderr.readline()
         seen += line
-        if line.startswith("[2/2] long epoch 2/"):
+        if "] first: max_epochs" in seen and re.search(r"\] long epoch \d+/150", line):
             break
         if not line and proc.poll() is not None:
             break

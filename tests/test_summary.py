@@ -12,7 +12,7 @@ from gridrun import summary
 from gridrun.cli import cli
 from gridrun.execute import launch
 from gridrun.grid import load_grid
-from gridrun.tracking import Tracker
+from gridrun.tracking import Recorder
 
 from .helpers import record_cell
 
@@ -94,7 +94,7 @@ def test_latest_finished_run_counts_and_states_are_shown(launched, tmp_path):
     store = tmp_path / "copy.db"
     shutil.copy(uri.removeprefix("sqlite:///"), store)
     uri = f"sqlite:///{store}"
-    tracker = Tracker(uri)
+    tracker = Recorder(uri)
     cells = grid.cells()
     record_cell(tracker, grid, cells[0], test_acc=0.4242)  # a newer finished run: it counts
     record_cell(tracker, grid, cells[1], test_acc=0.0, finish=False)  # still running: ignored
@@ -135,7 +135,7 @@ def test_seeds_give_mean_std_n_and_bold_what_is_not_significantly_worse(write_gr
             worse: {optim.lr: 0.3}
         seeds: [0, 1, 2]
     """))
-    tracker = Tracker(tracking_uri)
+    tracker = Recorder(tracking_uri)
     accuracies = {"best": [0.90, 0.91, 0.92], "close": [0.905, 0.90, 0.915],
                   "worse": [0.50, 0.52, 0.51]}
     for cell in grid.cells():
@@ -186,7 +186,7 @@ def test_cli_summary_formats_output_file_and_parent_artifact(launched, tmp_path)
                                  "--tracking-uri", uri])
     assert result.exit_code == 0 and out.read_text().startswith(r"\begin{tabular}")
     client = MlflowClient(uri)
-    parent = Tracker(uri).latest_launch(client.get_experiment_by_name("table1-like").experiment_id)
+    parent = Recorder(uri).store.latest_launch(client.get_experiment_by_name("table1-like").experiment_id)
     logged = [a.path for a in client.list_artifacts(parent.info.run_id, "summary")]
     assert {"summary/results.md", "summary/results.tex", "summary/results.html"} <= set(logged)
     bad = runner.invoke(cli, ["summary", grid.path, "--sort", "speed", "--tracking-uri", uri])

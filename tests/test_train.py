@@ -1,12 +1,14 @@
 """The training loop: early stopping, divergence, best weights, determinism."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
 from gridrun import config
-from gridrun.train import EarlyStopping, train_cell
+from gridrun.train import EarlyStopping, decide, finish, run_epoch, setup, train_cell
 
 
 def _run(values, patience, mode="max", min_delta=0.0):
@@ -131,3 +133,49 @@ def test_a_callback_can_stop_training(digits):
             raise StopTraining("pruned", "test")
     result = train_cell(_cfg(**{"train.max_epochs": 5}), digits, on_epoch=stop_at_two)
     assert (result.outcome, result.epochs_run) == ("pruned", 2)
+
+
+def test_golden_numbers_of_seeded_cells_are_unchanged(digits):
+    """The loop's numbers for two seeded cells, recorded before the TrainState refactor: any
+    change to the order of random draws, the loss or the schedule moves them."""
+    golden = json.loads((Path(__file__).parent / "data" / "golden_cells.json").read_text())
+    for name, expected in golden["cells"].items():
+        cfg = config.resolve({**expected["settings"], "train.memory_format": "contiguous"})
+        result = train_cell(cfg, digits)
+        history = [v for s in result.history
+                   for v in (s.train_loss, s.train_acc, s.val_loss, s.val_acc, s.lr)]
+        golden_history = [v for row in expected["history"] for v in row]
+        assert history == pytest.approx(golden_history, rel=1e-6, abs=1e-9), name
+        assert result.test_acc == pytest.approx(expected["test_acc"], rel=1e-6), name
+        assert result.test_loss == pytest.approx(expected["test_loss"], rel=1e-6), name
+        assert (result.outcome, result.epochs_needed) == (expected["outcome"],
+                                                          expected["epochs_needed"]), name
+
+
+def test_the_steps_of_a_train_state_give_the_same_numbers_as_train_cell(digits):
+    cfg = _cfg(**{"model.name": "base4", "train.max_epochs": 2})
+    whole = train_cell(cfg, digits)
+    state = setup(cfg, digits)
+    while not state.done:
+        stats = run_epoch(state)
+        decide(state, stats)
+    stepped = finish(state)
+    assert [s.val_loss for s in stepped.history] == [s.val_loss for s in whole.history]
+    assert stepped.test_acc == whole.test_acc and state.epoch == 2
+
+
+def test_channels_last_and_bf16_train_a_cell_end_to_end(digits):
+    from gridrun.train.precision import bf16_supported
+    import torch
+
+    cfg = _cfg(**{"model.name": "base4", "train.max_epochs": 2, "optim.name": "adam",
+                  "optim.lr": 0.003})
+    fp32 = train_cell(cfg, digits)
+    contiguous = train_cell({**cfg, "train.memory_format": "contiguous"}, digits)
+    assert abs(fp32.test_acc - contiguous.test_acc) < 0.03, "channels_last computes the same net"
+    if not bf16_supported(torch.device("cpu"))[0]:
+        pytest.skip("this CPU has no native bf16 (AMX / AVX512-BF16)")
+    bf16 = train_cell({**cfg, "train.precision": "bf16"}, digits)
+    assert bf16.outcome == "max_epochs" and bf16.test_acc > 0.85
+    assert abs(bf16.test_acc - fp32.test_acc) < 0.05
+    assert next(bf16.model.parameters()).dtype == torch.float32, "weights stay fp32"

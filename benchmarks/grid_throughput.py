@@ -1,0 +1,310 @@
+"""How fast gridrun runs a grid, next to the loop it replaces and to pure compute.
+
+Runs report 001's 24-cell Table-1 grid (grids/activation_vs_optim.yaml) on a fixed CIFAR-10
+subset (2,000 train / 500 test, validation as gridrun splits it, 2 epochs, batch 64), one way
+after another in this one invocation:
+
+  (a) naive: the hand-written loop users write today: torchvision ImageFolder + per-sample PIL
+      transforms through a DataLoader, one cell after another, one MLflow call per value;
+  (b) pure compute: the same cells on preloaded channels_last tensors, no logging, as
+      2 processes x 1 thread and as 1 process x 2 threads (the better one counts);
+  (c) `gridrun launch` from the command line on a fresh store, fp32, then with
+      `--set train.precision=bf16`.
+
+and prints wall times and ratios, gridrun's per-epoch time against pure compute's at the same
+threads, the peak memory of each worker process, the recording time per cell, and the best
+cell's test accuracy in fp32 and bf16. Run it with nothing else running:
+
+    python benchmarks/grid_throughput.py [--data-dir ../shared/data/cifar10-jpeg] [--skip-naive]
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GRID = REPO / "grids" / "activation_vs_optim.yaml"
+SETTINGS = ["data.train_size=2000", "data.test_size=500", "train.max_epochs=2",
+            "data.batch_size=64"]
+
+
+def cells_and_splits(data_dir: str):
+    from gridrun.data import load_dataset
+    from gridrun.grid import load_grid
+    from gridrun.train import split_for
+
+    grid = load_grid(GRID, SETTINGS)
+    cells = grid.cells()
+    images = load_dataset("cifar10", data_dir)  # decodes once into the cache (not timed)
+    return cells, images, split_for(cells[0].config, images)
+
+
+# --- (a) the naive loop ------------------------------------------------------------------------
+
+def naive(data_dir: str, store: str) -> float:
+    import mlflow
+    import torch
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    from gridrun.train import build_cell_model
+
+    cells, images, splits = cells_and_splits(data_dir)
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(images.mean, images.std)])
+    train_set = datasets.ImageFolder(os.path.join(data_dir, "train"), transform=tf)
+    test_set = datasets.ImageFolder(os.path.join(data_dir, "test"), transform=tf)
+    loaders = {
+        "train": DataLoader(Subset(train_set, splits.train.index.tolist()), 64, shuffle=True),
+        "val": DataLoader(Subset(train_set, splits.val.index.tolist()), 1000),
+        "test": DataLoader(Subset(test_set, splits.test.index.tolist()), 1000)}
+    mlflow.set_tracking_uri(store)
+    mlflow.set_experiment("naive")
+    started = time.perf_counter()
+    for cell in cells:
+        cfg = cell.config
+        torch.manual_seed(0)
+        model = build_cell_model(cfg, 10, 3, 32)
+        opt = (torch.optim.Adam(model.parameters(), lr=cfg["optim.lr"]) if cfg["optim.name"] == "adam"
+               else torch.optim.SGD(model.parameters(), lr=cfg["optim.lr"],
+                                    momentum=cfg["optim.momentum"]))
+        loss_fn = torch.nn.CrossEntropyLoss()
+        with mlflow.start_run(run_name=cell.name):
+            for key, value in cfg.items():
+                mlflow.log_param(key, value)
+            for epoch in range(1, cfg["train.max_epochs"] + 1):
+                model.train()
+                for x, y in loaders["train"]:
+                    opt.zero_grad()
+                    loss = loss_fn(model(x), y)
+                    loss.backward()
+                    opt.step()
+                    mlflow.log_metric("batch_loss", loss.item())
+                mlflow.log_metric("val_acc", _accuracy(model, loaders["val"]), step=epoch)
+            mlflow.log_metric("test_acc", _accuracy(model, loaders["test"]))
+    return time.perf_counter() - started
+
+
+def _accuracy(model, loader) -> float:
+    import torch
+
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += (model(x).argmax(1) == y).sum().item()
+            total += len(y)
+    return correct / total
+
+
+# --- (b) pure compute --------------------------------------------------------------------------
+
+_DATA = {}
+
+
+def _pure_init(data_dir: str, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _, images, splits = cells_and_splits(data_dir)
+    mean = torch.tensor(images.mean).view(1, 3, 1, 1)
+    std = torch.tensor(images.std).view(1, 3, 1, 1)
+    for name in ("train", "val", "test"):
+        split = getattr(splits, name)
+        x = ((split.images().float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
+        _DATA[name] = (x, split.y)
+
+
+def _pure_cell(cfg: dict) -> list[float]:
+    """Train one cell on preloaded tensors; returns its per-epoch seconds (train + validation)."""
+    import torch
+
+    from gridrun.train import build_cell_model
+
+    torch.manual_seed(0)
+    model = build_cell_model(cfg, 10, 3, 32).to(memory_format=torch.channels_last)
+    opt = (torch.optim.Adam(model.parameters(), lr=cfg["optim.lr"]) if cfg["optim.name"] == "adam"
+           else torch.optim.SGD(model.parameters(), lr=cfg["optim.lr"], momentum=cfg["optim.momentum"]))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x, y = _DATA["train"]
+    epoch_seconds = []
+    for _ in range(cfg["train.max_epochs"]):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(y))
+        for start in range(0, len(y), 64):
+            i = order[start:start + 64]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[i]), y[i])
+            loss.backward()
+            opt.step()
+        _evaluate(model, *_DATA["val"])
+        epoch_seconds.append(time.perf_counter() - t0)
+    _evaluate(model, *_DATA["test"])
+    return epoch_seconds
+
+
+def _evaluate(model, x, y) -> float:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return sum((model(x[s:s + 1000]).argmax(1) == y[s:s + 1000]).sum().item()
+                   for s in range(0, len(y), 1000)) / len(y)
+
+
+def pure(data_dir: str, processes: int, threads: int) -> tuple[float, list[float]]:
+    cells, _, _ = cells_and_splits(data_dir)
+    started = time.perf_counter()
+    with mp.get_context("forkserver").Pool(processes, _pure_init, (data_dir, threads)) as pool:
+        epochs = [s for seconds in pool.imap_unordered(_pure_cell, [c.config for c in cells])
+                  for s in seconds]
+    return time.perf_counter() - started, epochs
+
+
+# --- (c) gridrun ---------------------------------------------------------------------------------
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _memory(pid: int) -> dict[str, int] | None:
+    """RSS, PSS and USS (private) of a process, in MB."""
+    try:
+        fields = {}
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    fields[parts[0].rstrip(":")] = int(parts[1]) // 1024
+        with open(f"/proc/{pid}/cmdline") as f:
+            cmdline = f.read()
+    except OSError:
+        return None
+    return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0),
+            "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0),
+            "worker": "forkserver" in cmdline or "multiprocessing" in cmdline}
+
+
+def gridrun_launch(data_dir: str, store: str, extra: list[str]) -> tuple[float, dict]:
+    cmd = [sys.executable, "-m", "gridrun.cli", "launch", str(GRID), "--data-dir", data_dir,
+           "--tracking-uri", store] + [a for s in SETTINGS + extra for a in ("--set", s)]
+    peaks: dict[int, dict] = {}
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def sample() -> None:
+        while proc.poll() is None:
+            for pid in _descendants(proc.pid):
+                seen = _memory(pid)
+                if seen and seen["worker"]:
+                    peak = peaks.setdefault(pid, seen)
+                    for key in ("rss", "pss", "uss"):
+                        peak[key] = max(peak[key], seen[key])
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    wall = time.perf_counter() - started
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"gridrun launch failed ({proc.returncode}):\n{out[-3000:]}")
+    return wall, peaks
+
+
+def store_figures(store: str) -> dict:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("activation_vs_optim")
+    runs = client.search_runs([exp.experiment_id])
+    cells = [r for r in runs if r.data.tags.get("gridrun.kind") == "cell"]
+    parent = next(r for r in runs if r.data.tags.get("gridrun.kind") == "launch")
+    epochs = [m.value for r in cells for m in client.get_metric_history(r.info.run_id,
+                                                                      "epoch_seconds")]
+    best = max(cells, key=lambda r: r.data.metrics["test_acc"])
+    return {"finished": sum(r.info.status == "FINISHED" for r in cells),
+            "epoch_s": sum(epochs) / len(epochs),
+            "record_s": parent.data.metrics.get("record_seconds_mean", float("nan")),
+            "best": (best.info.run_name, best.data.metrics["test_acc"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg"))
+    parser.add_argument("--skip-naive", action="store_true", help="skip (a), the slowest part")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="gridrun-bench-"))
+    os.environ.setdefault("GRIDRUN_CACHE_DIR", str(tmp / "cache"))
+    cells_and_splits(args.data_dir)  # the decode cache, built once, untimed
+    cores = os.cpu_count()
+    print(f"grid_throughput {time.strftime('%Y-%m-%d')}: 24 cells of activation_vs_optim, "
+          f"2,000 train / 222 val / 500 test CIFAR-10 images, 2 epochs, batch 64, {cores} cores")
+
+    walls = {}
+    if not args.skip_naive:
+        walls["naive"] = naive(args.data_dir, f"sqlite:///{tmp / 'naive.db'}")
+        print(f"(a) naive loop (ImageFolder + PIL + DataLoader, per-value MLflow): "
+              f"{walls['naive']:7.1f} s", flush=True)
+    splits = {}
+    for processes, threads in ((2, 1), (1, 2)):
+        wall, epochs = pure(args.data_dir, processes, threads)
+        splits[processes, threads] = (wall, sum(epochs) / len(epochs))
+        print(f"(b) pure compute, {processes} process(es) x {threads} thread(s):"
+              f"{'':14}{wall:7.1f} s  (epoch {splits[processes, threads][1]:.2f} s)", flush=True)
+    walls["pure"] = min(w for w, _ in splits.values())
+    figures, peaks = {}, {}
+    for precision in ("fp32", "bf16"):
+        store = f"sqlite:///{tmp / f'gridrun-{precision}.db'}"
+        wall, peaks[precision] = gridrun_launch(args.data_dir, store,
+                                                [f"train.precision={precision}"])
+        walls[precision] = wall
+        figures[precision] = store_figures(store)
+        print(f"(c) gridrun launch, {precision}:{'':40}{wall:7.1f} s  "
+              f"({figures[precision]['finished']}/24 FINISHED)", flush=True)
+
+    print()
+    print("ratios (lower is better; targets from issue 7)")
+    print(f"  gridrun fp32 / pure compute:   {walls['fp32'] / walls['pure']:.2f}x  (target <= 1.15)")
+    if "naive" in walls:
+        print(f"  naive / gridrun fp32:          {walls['naive'] / walls['fp32']:.2f}x  "
+              "(target >= 1.8)")
+        print(f"  naive / gridrun bf16:          {walls['naive'] / walls['bf16']:.2f}x  "
+              "(target >= 3)")
+    epoch_pure = splits[2, 1][1]
+    print(f"  per-epoch time, 2 workers x 1 thread: gridrun {figures['fp32']['epoch_s']:.3f} s, "
+          f"pure compute {epoch_pure:.3f} s: {figures['fp32']['epoch_s'] / epoch_pure:.2f}x "
+          "(target <= 1.05)")
+    print(f"  recording per cell (driver, off the training path): "
+          f"{figures['fp32']['record_s']:.2f} s")
+    for precision in ("fp32", "bf16"):
+        name, acc = figures[precision]["best"]
+        print(f"  best cell {precision}: {name} test_acc {acc:.4f}")
+    print("peak memory per worker process, fp32 run (MB; USS = what the process alone holds)")
+    for pid, peak in sorted(peaks["fp32"].items()):
+        print(f"  pid {pid}: RSS {peak['rss']:5d}  PSS {peak['pss']:5d}  USS {peak['uss']:5d}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Where cells run, apart from what runs (Hydra's Launcher beside its Sweeper).
+
+An executor takes an iterable of cells, pulled lazily (a planner may decide the next cell only
+when a worker is free), and an optional per-epoch `decide(cell, stats) -> Stop | None`, and
+yields events (`gridrun.events`): CellStarted, EpochDone, CellFinished, CellFailed. The launch
+consumes the events and records them; it does not know which executor made them.
+
+- `inline`: every cell in the launching process (debugging, tests of the loop).
+- `local`: long-lived worker processes on this machine (the default).
+
+Defaults (`execution.workers` / `--workers`, `execution.threads` / `--threads`): on the CPU one
+single-thread worker per core, at most one per cell to run (threads = cores // workers); on
+GPUs one worker per GPU, each with cores // workers threads. More workers than GPUs pack
+several cells on one GPU (e.g. `--workers 4` on one GPU for small CNNs).
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator, Protocol
+
+from ..data import ImageSet
+from ..events import Event, Stop
+from ..grid import Cell
+
+EXECUTORS = ("local", "inline")
+
+
+class Executor(Protocol):
+    name: str
+    workers: int
+
+    def run(self, cells: Iterable[Cell],
+            decide: Callable[[Cell, object], Stop | None] | None = None) -> Iterator[Event]: ...
+
+
+def cpu_count() -> int:
+    from .pool import cpu_count as count
+    return count()
+
+
+def default_split(cells_to_run: int, uses_gpu: bool, gpus: int = 0,
+                  cores: int | None = None) -> tuple[int, int]:
+    """(workers, threads per worker) when the user sets neither (see the module docstring)."""
+    cores = cores or cpu_count()
+    if uses_gpu and gpus:
+        workers = gpus
+    else:
+        workers = cores
+    workers = max(1, min(workers, cells_to_run))
+    return workers, max(1, cores // workers)
+
+
+def make_executor(kind: str, images: dict[tuple, ImageSet], workers: int, threads: int
+                  ) -> Executor:
+    if kind == "inline":
+        from .inline import InlineExecutor
+        return InlineExecutor(images, threads)
+    if kind == "local":
+        from .pool import PoolExecutor
+        return PoolExecutor(images, workers, threads)
+    raise ValueError(f"unknown executor {kind!r}; allowed: {', '.join(EXECUTORS)}")

@@ -1,0 +1,143 @@
+"""Executors: worker processes give the numbers the launching process gives, share the dataset,
+never open the tracking store, and survive a worker that dies."""
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from mlflow import MlflowClient
+
+from gridrun.events import SilentProgress
+from gridrun.execute import launch
+from gridrun.executors import default_split
+from gridrun.grid import load_grid
+
+GRID = """
+    name: {name}
+    fixed: {{data.dataset: digits, train.max_epochs: 2, optim.name: adam, optim.lr: 0.002}}
+    grid:
+      model.name: [lenet, base4]
+      seed: [0, 1]
+"""
+
+
+def _numbers(uri: str, experiment: str) -> dict[str, tuple]:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    numbers = {}
+    for run in client.search_runs([exp.experiment_id], "tags.`gridrun.kind` = 'cell'"):
+        history = client.get_metric_history(run.info.run_id, "val_loss")
+        numbers[run.data.tags["gridrun.cell"]] = (
+            run.info.status, run.data.metrics["test_acc"], run.data.metrics["test_loss"],
+            tuple(m.value for m in sorted(history, key=lambda m: m.step)))
+    return numbers
+
+
+def test_the_same_grid_gives_the_same_numbers_inline_and_on_1_or_2_workers(write_grid, tmp_path):
+    """Same seeds, same threads per worker, same machine: the executor changes nothing."""
+    results = {}
+    for executor, workers in (("inline", 1), ("local", 1), ("local", 2)):
+        uri = f"sqlite:///{tmp_path / f'{executor}{workers}.db'}"
+        grid = load_grid(write_grid(GRID.format(name="same")))
+        report = launch(grid, tracking_uri=uri, executor=executor, workers=workers, threads=1)
+        assert (report.ran, report.failed, report.workers) == (4, 0, workers)
+        results[executor, workers] = _numbers(uri, "same")
+    assert results["inline", 1] == results["local", 1] == results["local", 2]
+    assert all(status == "FINISHED" for status, *_ in results["local", 2].values())
+
+
+class _Inspector(SilentProgress):
+    """Looks into each worker process at its first epoch, and kills the one training `victim`."""
+
+    def __init__(self, victim: str, store_file: str):
+        self.victim, self.store_file = victim, store_file
+        self.looked: dict[int, dict] = {}
+
+    def epoch_done(self, cell, stats, worker):
+        if worker not in self.looked:
+            fds = [os.readlink(f"/proc/{worker}/fd/{fd}") for fd in os.listdir(f"/proc/{worker}/fd")]
+            maps = open(f"/proc/{worker}/maps").read()
+            self.looked[worker] = {"store_open": any(self.store_file in f for f in fds),
+                                   "maps_cache": "digits-" in maps and ".pt" in maps}
+        if cell.name.startswith(self.victim) and stats.epoch == 1:
+            os.kill(worker, signal.SIGKILL)
+
+
+def test_a_killed_worker_fails_its_cell_and_the_grid_finishes(write_grid, tmp_path):
+    path = write_grid("""
+        name: killed-worker
+        fixed: {data.dataset: digits, model.name: lenet, optim.name: adam, optim.lr: 0.002,
+                train.patience: 100}
+        grid:
+          variant:
+            doomed: {train.max_epochs: 40}
+            a: {train.max_epochs: 2, optim.lr: 0.001}
+            b: {train.max_epochs: 2, optim.lr: 0.002}
+            c: {train.max_epochs: 2, optim.lr: 0.003}
+    """)
+    store = tmp_path / "mlflow.db"
+    inspector = _Inspector("doomed", str(store))
+    report = launch(load_grid(path), tracking_uri=f"sqlite:///{store}", workers=2, threads=1,
+                    progress=inspector)
+    assert (report.ran, report.failed) == (4, 1)
+    client = MlflowClient(f"sqlite:///{store}")
+    runs = {r.info.run_name: r for r in client.search_runs([report.experiment_id],
+                                                           "tags.`gridrun.kind` = 'cell'")}
+    doomed = runs.pop("doomed")
+    assert doomed.info.status == "FAILED"
+    assert "killed by SIGKILL while training this cell" in doomed.data.tags["gridrun.reason"]
+    assert {name: r.info.status for name, r in runs.items()} == {
+        "a": "FINISHED", "b": "FINISHED", "c": "FINISHED"}
+    assert client.get_run(report.parent_run_id).info.status == "FAILED"
+    # a replacement worker took over: more workers were seen than the pool's size
+    assert len(inspector.looked) >= 2
+    for worker, seen in inspector.looked.items():
+        assert not seen["store_open"], f"worker {worker} opened the tracking store"
+        assert seen["maps_cache"], f"worker {worker} does not map the dataset's cache file"
+
+
+def test_default_split_is_one_single_thread_worker_per_core_capped_by_the_cells():
+    assert default_split(24, uses_gpu=False, cores=2) == (2, 1)
+    assert default_split(1, uses_gpu=False, cores=2) == (1, 2)
+    assert default_split(24, uses_gpu=False, cores=16) == (16, 1)
+    assert default_split(24, uses_gpu=True, gpus=2, cores=16) == (2, 8)
+
+
+@pytest.mark.parametrize("section, message", [
+    ("execution: {workers: 0}", "execution.workers: must be an integer >= 1 or auto, got 0"),
+    ("execution: {executor: ray}", "execution.executor: unknown value 'ray'; allowed: local, inline"),
+    ("execution: {workerz: 2}", "execution: unknown key 'workerz'; allowed: executor, workers, threads"),
+    ("track: {log_model: some}", "track.log_model: unknown value 'some'; allowed: best, all, none"),
+])
+def test_execution_and_track_sections_are_validated(write_grid, section, message):
+    from gridrun.errors import GridError
+
+    path = write_grid(f"fixed: {{data.dataset: digits}}\n{section}\n")
+    with pytest.raises(GridError) as error:
+        load_grid(path)
+    assert str(error.value) == f"{path}: {message}"
+
+
+def test_a_plain_script_without_a_main_guard_can_launch_on_workers(write_grid, tmp_path):
+    """Workers never re-run the calling script (multiprocessing's __main__ caveat)."""
+    import subprocess
+    import sys
+
+    path = write_grid("""
+        name: from-a-script
+        fixed: {data.dataset: digits, model.name: lenet, train.max_epochs: 1}
+        grid: {optim.lr: [0.01, 0.02]}
+    """)
+    script = tmp_path / "study.py"
+    script.write_text(f"""
+from gridrun.execute import launch
+from gridrun.grid import load_grid
+print("script body ran")
+report = launch(load_grid({str(path)!r}), tracking_uri="sqlite:///{tmp_path / 'm.db'}", workers=2)
+print("ran", report.ran, "failed", report.failed)
+""")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["script body ran", "ran 2 failed 0"]

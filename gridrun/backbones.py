@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision import models as tvm
 
 from .errors import GridError
 from .models import register
@@ -25,32 +24,36 @@ from .models import register
 FREEZE = ("none", "head", "last_block")
 NORM_TYPES = (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm)
 
-# name -> (builder, weights enum, the modules of its last block: the last stage and what follows)
+# name -> (torchvision builder, its weights enum, the modules of its last block: the last stage
+# and what follows). Names, not objects: torchvision is imported only when a backbone is built,
+# since importing it costs more than a second that grids of small CNNs need not pay.
 BACKBONES = {
-    "resnet18": (tvm.resnet18, tvm.ResNet18_Weights, ("layer4",)),
-    "efficientnet_b0": (tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights,
-                        ("features.7", "features.8")),
-    "efficientnet_b2": (tvm.efficientnet_b2, tvm.EfficientNet_B2_Weights,
-                        ("features.7", "features.8")),
-    "mobilenet_v2": (tvm.mobilenet_v2, tvm.MobileNet_V2_Weights, ("features.17", "features.18")),
-    "mobilenet_v3_small": (tvm.mobilenet_v3_small, tvm.MobileNet_V3_Small_Weights,
+    "resnet18": ("resnet18", "ResNet18_Weights", ("layer4",)),
+    "efficientnet_b0": ("efficientnet_b0", "EfficientNet_B0_Weights", ("features.7", "features.8")),
+    "efficientnet_b2": ("efficientnet_b2", "EfficientNet_B2_Weights", ("features.7", "features.8")),
+    "mobilenet_v2": ("mobilenet_v2", "MobileNet_V2_Weights", ("features.17", "features.18")),
+    "mobilenet_v3_small": ("mobilenet_v3_small", "MobileNet_V3_Small_Weights",
                            ("features.11", "features.12")),
-    "squeezenet1_1": (tvm.squeezenet1_1, tvm.SqueezeNet1_1_Weights, ("features.12",)),
-    "densenet121": (tvm.densenet121, tvm.DenseNet121_Weights,
-                    ("features.denseblock4", "features.norm5")),
+    "squeezenet1_1": ("squeezenet1_1", "SqueezeNet1_1_Weights", ("features.12",)),
+    "densenet121": ("densenet121", "DenseNet121_Weights", ("features.denseblock4", "features.norm5")),
 }
+
+
+def _tv(attribute: str):
+    from torchvision import models
+    return getattr(models, attribute)
 
 
 def weights_file(name: str) -> Path:
     """Where `pretrained: true` looks for a backbone's ImageNet weights."""
-    url = BACKBONES[name][1].DEFAULT.url
+    url = _tv(BACKBONES[name][1]).DEFAULT.url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
 def check_weights(name: str) -> None:
     path = weights_file(name)
     if not path.is_file():
-        url = BACKBONES[name][1].DEFAULT.url
+        url = _tv(BACKBONES[name][1]).DEFAULT.url
         raise GridError(f"model.pretrained: ImageNet weights for {name} not found at {path}; "
                         f"download {url} and put the file there (or set TORCH_HOME), "
                         "or use pretrained: false")
@@ -103,7 +106,7 @@ def backbone(name: str, num_classes: int, in_channels: int, dropout: float, pret
     if in_channels != 3:
         raise ValueError(f"{name} takes 3-channel images, got {in_channels}")
     build, _, last_paths = BACKBONES[name]
-    model = build(weights=None)
+    model = _tv(build)(weights=None)
     if pretrained:
         check_weights(name)
         state = torch.load(weights_file(name), map_location="cpu", weights_only=True)
@@ -129,7 +132,7 @@ for _name in BACKBONES:
 @register("efficientnet_b0_cifar")
 def efficientnet_b0_cifar(num_classes, in_channels, image_size, *, dropout=0.2):
     """EfficientNet-B0 adapted to 32x32: stride-1 stem and stage 2, so less downsampling."""
-    model = tvm.efficientnet_b0(weights=None, num_classes=num_classes, dropout=dropout)
+    model = _tv("efficientnet_b0")(weights=None, num_classes=num_classes, dropout=dropout)
     model.features[0][0].stride = (1, 1)
     model.features[2][0].block[1][0].stride = (1, 1)
     return model
@@ -138,7 +141,7 @@ def efficientnet_b0_cifar(num_classes, in_channels, image_size, *, dropout=0.2):
 @register("mobilenet_v2_cifar")
 def mobilenet_v2_cifar(num_classes, in_channels, image_size, *, dropout=0.2):
     """MobileNetV2 adapted to 32x32: stride-1 stem and first stride-2 stage, less downsampling."""
-    model = tvm.mobilenet_v2(weights=None, num_classes=num_classes, dropout=dropout)
+    model = _tv("mobilenet_v2")(weights=None, num_classes=num_classes, dropout=dropout)
     model.features[0][0].stride = (1, 1)
     model.features[2].conv[1][0].stride = (1, 1)
     return model

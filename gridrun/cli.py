@@ -62,6 +62,10 @@ def _all_overrides(overrides: tuple[str, ...], overrides_list: str) -> list[str]
 
 
 def _execution_options(fn):
+    fn = click.option("--figures", type=click.Choice(["best", "all", "none"]),
+                      help="Draw the per-cell figures (curves, confusion matrices) for the "
+                           "launch's best cell, every cell, or none [default: the grid's "
+                           "track.figures, else best].")(fn)
     fn = click.option("--log-model", type=click.Choice(["best", "all", "none"]),
                       help="Log the trained model of the launch's best cell, of every cell, or "
                            "of none [default: the grid's track.log_model, else best].")(fn)
@@ -70,14 +74,18 @@ def _execution_options(fn):
     fn = click.option("--workers", type=click.IntRange(min=1), metavar="N",
                       help="Worker processes training cells side by side [default: the grid's "
                            "execution.workers, else one per core (one per GPU)].")(fn)
-    return click.option("--executor", type=click.Choice(["local", "inline"]),
+    return click.option("--executor", type=click.Choice(["auto", "local", "inline"]),
                         help="local: worker processes; inline: every cell in this process "
-                             "(debugging) [default: local].")(fn)
+                             "(debugging); auto: local, or inline for a single cell "
+                             "[default: the grid's execution.executor, else auto].")(fn)
 
 
 def _run_launch(grid, data_dir, tracking_uri, rerun, executor=None, workers=None, threads=None,
-                log_model=None) -> None:
+                log_model=None, figures=None) -> None:
     """Launch with a live progress display; report, and exit 1 if any cell failed."""
+    if executor != "inline":
+        from .executors import warm_up
+        warm_up()  # the workers' imports overlap ours
     from .execute import launch as run_launch
     from .progress import ConsoleProgress
 
@@ -86,7 +94,7 @@ def _run_launch(grid, data_dir, tracking_uri, rerun, executor=None, workers=None
     try:
         report = run_launch(grid, data_dir=data_dir, tracking_uri=tracking_uri, rerun=rerun,
                             progress=progress, executor=executor, workers=workers,
-                            threads=threads, log_model=log_model)
+                            threads=threads, log_model=log_model, figures=figures)
     finally:
         progress.close()
     if report.parent_run_id is None:
@@ -117,7 +125,7 @@ Examples:
 @click.option("--rerun", is_flag=True, help="Train cells again even if they already finished.")
 @_execution_options
 def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri, rerun, executor,
-           workers, threads, log_model):
+           workers, threads, log_model, figures):
     """Train every cell of GRID_FILE and record each as an MLflow run.
 
     Cells that already have a FINISHED run in the grid's experiment are skipped, so an
@@ -129,7 +137,7 @@ def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri
     if dry_run:
         click.echo(format_search(grid) if grid.search else format_cells(grid))
         return
-    _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model)
+    _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model, figures)
 
 
 @cli.command(epilog="""\b
@@ -146,12 +154,12 @@ Examples:
 @click.option("--rerun", is_flag=True, help="Train it again even if it already finished.")
 @_execution_options
 def cell(overrides, overrides_list, experiment, data_dir, tracking_uri, rerun, executor, workers,
-         threads, log_model):
+         threads, log_model, figures):
     """Train one configuration given as --set KEY=VALUE settings (the rest are defaults)."""
     from .grid import grid_from_settings
 
     grid = grid_from_settings(_all_overrides(overrides, overrides_list), experiment)
-    _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model)
+    _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model, figures)
 
 
 def format_search(grid) -> str:

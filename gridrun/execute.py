@@ -10,6 +10,7 @@ MLflow or plans. This module joins them.
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -137,14 +138,18 @@ def longest_first(cells: list[Cell], images: dict[tuple, ImageSet],
 def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = None,
            rerun: bool = False, progress: Progress | None = None, executor: str | None = None,
            workers: int | None = None, threads: int | None = None,
-           log_model: str | None = None) -> LaunchReport:
+           log_model: str | None = None, figures: str | None = None) -> LaunchReport:
     """Train every cell of `grid` not yet finished in its experiment; record each as a child run.
 
     A grid with `search:` runs an Optuna study instead (`gridrun.search`): each trial is a child
     run like a cell, and every launch runs `n_trials` new trials. `executor`, `workers`,
-    `threads` and `log_model` override the grid file's `execution:` and `track:` sections.
+    `threads`, `log_model` and `figures` override the grid file's `execution:` and `track:`
+    sections.
     """
     progress = progress or SilentProgress()
+    if (executor or grid.execution.get("executor")) != "inline":
+        from .executors import warm_up
+        warm_up()
     if grid.search is not None:
         from .search import probe_cells
         cells = probe_cells(grid)  # the space's corners: enough to check data and model sizes
@@ -163,6 +168,7 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
                         len(cells))
 
     experiment_id = recorder.experiment_id(grid.name)
+    threading.Thread(target=_import_recording_code, daemon=True).start()
     run_with = _execution(grid, cells, plan.to_run, executor, workers, threads)
     report = LaunchReport(experiment_id, None, plan.planned, plan.planned - plan.to_run,
                           tracking_uri=recorder.tracking_uri, workers=run_with["workers"])
@@ -173,12 +179,13 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     from .executors import make_executor
     engine = make_executor(run_with["executor"], images, run_with["workers"], run_with["threads"])
     writer = _Writer(recorder, experiment_id, report, grid, images, progress,
-                     log_model or grid.track.get("log_model", "best"), plan)
+                     log_model or grid.track.get("log_model", "best"),
+                     figures or grid.track.get("figures", "best"), plan)
     status = "FINISHED"
     try:
         for event in engine.run(plan.cells(), plan.decide):
             writer.handle(event)
-        writer.log_best_model()
+        writer.record_best()
         try:
             record_grid(recorder, report.parent_run_id, grid)
         except Exception as e:  # noqa: BLE001 - the cells are recorded; the plots are extras
@@ -191,19 +198,38 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
         counts = {"planned": report.planned, "skipped": report.skipped, "ran": report.ran,
                   "failed": report.failed}
         seconds = writer.record_seconds
-        figures = {"record_seconds_mean": sum(seconds) / len(seconds),
-                   "record_seconds_max": max(seconds)} if seconds else {}
+        costs = {"record_seconds_mean": sum(seconds) / len(seconds),
+                 "record_seconds_max": max(seconds)} if seconds else {}
         recorder.end_launch(report.parent_run_id,
                             "FAILED" if status == "FINISHED" and report.failed else status, counts,
-                            figures)
+                            costs)
     report.extra["record_seconds"] = writer.record_seconds
     return report
+
+
+def _import_recording_code() -> None:
+    """Pay, while the workers train, the one-time costs of recording that would otherwise fall
+    on the first or the best cell's recording at the end of the launch (about three seconds):
+    importing matplotlib, MLflow's pytorch flavor and torch.export, MLflow's map of installed
+    packages (read when a model's requirements are checked) and torch.export's first trace."""
+    try:
+        import mlflow.pytorch  # noqa: F401
+        import torch
+        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
+
+        from . import reports  # noqa: F401
+
+        warn_dependency_requirement_mismatches([f"torch=={torch.__version__.split('+')[0]}"])
+        torch.export.export(torch.nn.Linear(2, 2), (torch.zeros(1, 2),))
+    except Exception:  # noqa: BLE001 - only a head start: the real calls report any error
+        pass
 
 
 def _execution(grid: Grid, cells: list[Cell], to_run: int, executor: str | None,
                workers: int | None, threads: int | None) -> dict:
     """The executor, workers and threads of this launch: arguments, else the grid file's
-    `execution:` section, else the defaults of `gridrun.executors`."""
+    `execution:` section, else the defaults of `gridrun.executors` (and the inline executor
+    when a single cell is to run: a worker process would only add its start)."""
     from .executors import cpu_count, default_split
     from .train import select_device
 
@@ -217,7 +243,8 @@ def _execution(grid: Grid, cells: list[Cell], to_run: int, executor: str | None,
         import torch
         gpus = torch.cuda.device_count()
     auto_workers, auto_threads = default_split(max(to_run, 1), "cuda" in devices, gpus)
-    settings.setdefault("executor", "local")
+    if settings.get("executor", "auto") == "auto":  # one cell: no process to start for it
+        settings["executor"] = "inline" if to_run == 1 else "local"
     if settings["executor"] == "inline":
         settings["workers"] = 1
     if settings.get("workers", "auto") == "auto":
@@ -239,6 +266,7 @@ class _Writer:
     images: dict[tuple, ImageSet]
     progress: Progress
     log_model: str  # all | best | none
+    figures: str  # all | best | none
     plan: object
     runs: dict[int, str] = field(default_factory=dict)  # cell index -> run id, while it trains
     started: int = 0
@@ -269,7 +297,7 @@ class _Writer:
         t0 = time.perf_counter()
         try:
             record_result(self.recorder, self.experiment_id, run_id, cell, result,
-                          with_model=self.log_model == "all")
+                          with_model=self.log_model == "all", figures=self.figures == "all")
         except Exception as e:  # noqa: BLE001 - e.g. a full disk: this cell fails, others go on
             self.recorder.fail_cell(run_id, f"recording the result: {e.__class__.__name__}: {e}")
             self.report.outcomes[run_id] = "failed"
@@ -277,7 +305,7 @@ class _Writer:
             self.progress.cell_done(cell, "failed", f"recording the result: {e}")
             return
         self.record_seconds.append(time.perf_counter() - t0)
-        if self.log_model == "best" and result.model is not None and (
+        if "best" in (self.log_model, self.figures) and (
                 self.best is None or result.test_acc > self.best[0]):
             self.best = (result.test_acc, run_id, result, cell)
         self.report.outcomes[run_id] = result.outcome
@@ -293,14 +321,21 @@ class _Writer:
         self.plan.done(cell, None)
         self.progress.cell_done(cell, "failed", error)
 
-    def log_best_model(self) -> None:
-        """`track.log_model: best`: the model of this launch's best cell (by test accuracy, as
-        the summary's bold row), logged once its rivals have all finished."""
-        if self.best is not None:
-            _, run_id, result, cell = self.best
+    def record_best(self) -> None:
+        """`track: {log_model: best, figures: best}`: the model and the figures of this launch's
+        best cell (by test accuracy, as the summary's bold row), once its rivals have finished."""
+        if self.best is None:
+            return
+        _, run_id, result, cell = self.best
+        if self.figures == "best":
+            from .reports import cell_figures
+            with tempfile.TemporaryDirectory(prefix="gridrun-") as folder:
+                cell_figures(result, Path(folder), title=cell.name)
+                self.recorder.log_files(run_id, Path(folder))
+        if self.log_model == "best" and result.model is not None:
             self.recorder.log_model(self.experiment_id, run_id, result.model,
                                     result.example_input)
-            self.recorder.set_tags(run_id, {"gridrun.model": "best of launch"})
+        self.recorder.set_tags(run_id, {"gridrun.best_of_launch": self.report.parent_run_id})
 
     def kill_running(self) -> None:
         """An interrupted launch: the cells in progress end KILLED (a relaunch trains them)."""
@@ -314,14 +349,14 @@ class _Writer:
 
 
 def record_result(recorder: Recorder, experiment_id: str, run_id: str, cell: Cell,
-                  result: CellResult, with_model: bool = True) -> None:
-    """A trained cell's figures, reports and (optionally) model, then its final metrics and
+                  result: CellResult, with_model: bool = True, figures: bool = True) -> None:
+    """A trained cell's reports and (optionally) figures and model, then its final metrics and
     outcome. The run is marked FINISHED last, so a crash while logging leaves it unfinished
     and a relaunch trains the cell again rather than trusting half its artifacts."""
     from .reports import cell_reports
 
     with tempfile.TemporaryDirectory(prefix="gridrun-") as folder:
-        cell_reports(result, Path(folder), title=cell.name)
+        cell_reports(result, Path(folder), title=cell.name, figures=figures)
         recorder.log_files(run_id, Path(folder))
     if with_model and result.model is not None and result.example_input is not None:
         recorder.log_model(experiment_id, run_id, result.model, result.example_input)

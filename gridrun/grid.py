@@ -38,8 +38,8 @@ MAX_YAML_NODES = 100_000  # after alias expansion: refuses "billion laughs" docu
 TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search", "execution",
              "track")
 # how a launch runs and records the cells (not part of any cell: they change no result)
-EXECUTION = {"executor": ("local", "inline"), "workers": "auto", "threads": "auto"}
-TRACK = {"log_model": ("best", "all", "none")}
+EXECUTION = {"executor": ("auto", "local", "inline"), "workers": "auto", "threads": "auto"}
+TRACK = {"log_model": ("best", "all", "none"), "figures": ("best", "all", "none")}
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 

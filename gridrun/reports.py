@@ -1,9 +1,10 @@
 """The figures and reports logged next to every run: what a user would otherwise draw by hand.
 
-Per cell (`cell_reports`): loss and accuracy curves, the confusion matrix with and without its
-diagonal, per-class error rates, the most-confused class pairs, and scikit-learn's classification
-report as text and JSON. Per grid (`grid_plots`): accuracy by each factor and accuracy against
-parameter count. Functions write files into a folder; `gridrun.tracking` logs the folder.
+Per cell (`cell_reports`): the confusion matrix (JSON), the most-confused class pairs, and
+scikit-learn's classification report as text and JSON; with figures (`cell_figures`), also loss
+and accuracy curves, the confusion matrix with and without its diagonal, and per-class error
+rates. Per grid (`grid_plots`): accuracy by each factor and accuracy against parameter count.
+Functions write files into a folder; `gridrun.tracking` logs the folder.
 """
 from __future__ import annotations
 
@@ -18,21 +19,47 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix  # noqa: E402
 
-from .train import CellResult  # noqa: E402
+from .events import CellResult  # noqa: E402
 
 TOP_CONFUSIONS = 5
 
 
-def cell_reports(result: CellResult, out: Path, title: str = "") -> list[Path]:
-    """Write a finished cell's figures and reports into `out`; return the files written."""
+def cell_reports(result: CellResult, out: Path, title: str = "", figures: bool = True
+                 ) -> list[Path]:
+    """Write a finished cell's reports into `out` (and its figures, when `figures`); return
+    the files written. The reports are text and JSON and cost milliseconds; the figures cost
+    about half a second of matplotlib per cell (`track.figures` says which cells get them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = cell_figures(result, out, title) if figures else []
+    if result.test_predictions is None:
+        return files
+    cm, classes = _confusion(result)
+    (out / "confusion_matrix.json").write_text(json.dumps({"classes": classes,
+                                                          "matrix": cm.tolist()}))
+    pairs = most_confused(cm, classes)
+    (out / "top_confusions.json").write_text(json.dumps(pairs, indent=2))
+    (out / "top_confusions.txt").write_text(
+        "".join(f"{p['true']:>12} -> {p['predicted']:<12} {p['count']:>6}  "
+                f"({p['share_of_true']:.1%} of {p['true']})\n" for p in pairs))
+    report_kwargs = dict(y_true=result.test_targets.numpy(), y_pred=result.test_predictions.numpy(),
+                         labels=list(range(len(classes))), target_names=classes,
+                         zero_division=0, digits=4)
+    (out / "classification_report.txt").write_text(classification_report(**report_kwargs))
+    (out / "classification_report.json").write_text(
+        json.dumps(classification_report(output_dict=True, **report_kwargs), indent=2))
+    return files + [out / name for name in (
+        "confusion_matrix.json", "top_confusions.json", "top_confusions.txt",
+        "classification_report.txt", "classification_report.json")]
+
+
+def cell_figures(result: CellResult, out: Path, title: str = "") -> list[Path]:
+    """A finished cell's figures: curves, the confusion matrix with and without its diagonal,
+    and the error rate of each class."""
     out.mkdir(parents=True, exist_ok=True)
     files = [plot_curves(result, out / "curves.png", title)]
     if result.test_predictions is None:
         return files
-    y_true = result.test_targets.numpy()
-    y_pred = result.test_predictions.numpy()
-    classes = result.classes
-    cm = confusion_matrix(y_true, y_pred, labels=range(len(classes)))
+    cm, classes = _confusion(result)
     files.append(plot_confusion(cm, classes, out / "confusion_matrix.png",
                                 f"{title} confusion matrix (test)".strip()))
     errors_only = cm.copy()
@@ -40,21 +67,13 @@ def cell_reports(result: CellResult, out: Path, title: str = "") -> list[Path]:
     files.append(plot_confusion(errors_only, classes, out / "confusion_matrix_errors.png",
                                 f"{title} misclassifications (diagonal removed)".strip()))
     files.append(plot_class_errors(cm, classes, out / "per_class_error.png", title))
-
-    pairs = most_confused(cm, classes)
-    (out / "top_confusions.json").write_text(json.dumps(pairs, indent=2))
-    (out / "top_confusions.txt").write_text(
-        "".join(f"{p['true']:>12} -> {p['predicted']:<12} {p['count']:>6}  "
-                f"({p['share_of_true']:.1%} of {p['true']})\n" for p in pairs))
-    files += [out / "top_confusions.json", out / "top_confusions.txt"]
-
-    report_kwargs = dict(y_true=y_true, y_pred=y_pred, labels=list(range(len(classes))),
-                         target_names=classes, zero_division=0, digits=4)
-    (out / "classification_report.txt").write_text(classification_report(**report_kwargs))
-    (out / "classification_report.json").write_text(
-        json.dumps(classification_report(output_dict=True, **report_kwargs), indent=2))
-    files += [out / "classification_report.txt", out / "classification_report.json"]
     return files
+
+
+def _confusion(result: CellResult) -> tuple[np.ndarray, list[str]]:
+    classes = result.classes
+    return confusion_matrix(result.test_targets.numpy(), result.test_predictions.numpy(),
+                            labels=range(len(classes))), classes
 
 
 def most_confused(cm: np.ndarray, classes: list[str], top: int = TOP_CONFUSIONS) -> list[dict]:

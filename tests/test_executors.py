@@ -106,7 +106,7 @@ def test_default_split_is_one_single_thread_worker_per_core_capped_by_the_cells(
 
 @pytest.mark.parametrize("section, message", [
     ("execution: {workers: 0}", "execution.workers: must be an integer >= 1 or auto, got 0"),
-    ("execution: {executor: ray}", "execution.executor: unknown value 'ray'; allowed: local, inline"),
+    ("execution: {executor: ray}", "execution.executor: unknown value 'ray'; allowed: auto, local, inline"),
     ("execution: {workerz: 2}", "execution: unknown key 'workerz'; allowed: executor, workers, threads"),
     ("track: {log_model: some}", "track.log_model: unknown value 'some'; allowed: best, all, none"),
 ])
@@ -141,3 +141,22 @@ print("ran", report.ran, "failed", report.failed)
                           cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["script body ran", "ran 2 failed 0"]
+
+
+def test_bf16_is_refused_before_anything_is_created_where_the_cpu_cannot_compute_it(
+        write_grid, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from gridrun.cli import cli
+    from gridrun.train import precision
+
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: (False, "a CPU without AMX "
+                                                                            "or AVX512-BF16"))
+    path = write_grid("fixed: {data.dataset: digits, train.precision: bf16}")
+    result = CliRunner().invoke(cli, ["launch", str(path), "--tracking-uri",
+                                      f"sqlite:///{tmp_path / 'm.db'}"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: {path}: train.precision: bf16 is not computed natively on a CPU without AMX or "
+        "AVX512-BF16 (it would be slower than fp32); allowed there: fp32")
+    assert not (tmp_path / "m.db").exists()

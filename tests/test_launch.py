@@ -161,14 +161,17 @@ def test_data_errors_come_before_any_run(write_grid, tmp_path, tracking_uri):
 
 
 @pytest.mark.parametrize("policy, models", [("all", 2), ("none", 0)])
-def test_log_model_policy_all_or_none(write_grid, tracking_uri, policy, models):
+def test_model_and_figures_policies_all_or_none(write_grid, tracking_uri, policy, models):
     path = write_grid(f"""
         name: models-{policy}
         fixed: {{data.dataset: digits, model.name: lenet, train.max_epochs: 1}}
         grid: {{optim.lr: [0.01, 0.02]}}
-        track: {{log_model: {policy}}}
+        track: {{log_model: {policy}, figures: {policy}}}
         execution: {{executor: inline}}
     """)
     report = launch(load_grid(path), tracking_uri=tracking_uri)
-    runs = _children(MlflowClient(tracking_uri), report.experiment_id)
+    client = MlflowClient(tracking_uri)
+    runs = _children(client, report.experiment_id)
     assert sum(len(r.outputs.model_outputs) for r in runs) == models
+    assert sum("curves.png" in {a.path for a in client.list_artifacts(r.info.run_id)}
+               for r in runs) == models

@@ -21,3 +21,11 @@ def test_readme_main_command_launches_the_quickstart_grid():
     blocks = _bash_blocks((REPO / "README.md").read_text())
     assert "gridrun launch grids/quickstart.yaml" in blocks[0]
     assert (REPO / "grids" / "quickstart.yaml").exists()
+
+
+def test_performance_section_names_the_benchmark_commands_and_a_date():
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Performance", 1)[1].split("\n## ", 1)[0]
+    assert "python benchmarks/grid_throughput.py" in section
+    assert "python benchmarks/summary_speed.py" in section
+    assert re.search(r"20\d\d-\d\d-\d\d", section), "figures carry the date they were measured"

@@ -14,9 +14,10 @@ from gridrun.execute import launch
 from gridrun.grid import load_grid
 from gridrun.reports import most_confused
 
-CELL_FILES = {"curves.png", "confusion_matrix.png", "confusion_matrix_errors.png",
-              "per_class_error.png", "top_confusions.json", "top_confusions.txt",
+CELL_FILES = {"confusion_matrix.json", "top_confusions.json", "top_confusions.txt",
               "classification_report.txt", "classification_report.json"}
+FIGURES = {"curves.png", "confusion_matrix.png", "confusion_matrix_errors.png",
+           "per_class_error.png"}
 
 
 @pytest.fixture(scope="module")
@@ -38,19 +39,29 @@ def _child_runs(client, report):
     return client.search_runs([report.experiment_id], "tags.`gridrun.kind` = 'cell'")
 
 
-def test_every_child_run_has_its_figures_and_reports(digits_launch):
+def test_every_child_run_has_its_reports_and_the_best_one_its_figures(digits_launch):
     report, client, _ = digits_launch
-    for run in _child_runs(client, report):
+    runs = _child_runs(client, report)
+    best = max(runs, key=lambda r: r.data.metrics["test_acc"])
+    for run in runs:
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert CELL_FILES <= files, CELL_FILES - files
+        assert (FIGURES <= files) == (run is best), "track.figures: best (the default)"
+        assert not (FIGURES & files) or run is best
         local = client.download_artifacts(run.info.run_id, "classification_report.json")
         with open(local) as f:
             rep = json.load(f)
         assert set(rep) >= {"0", "9", "accuracy", "macro avg", "weighted avg"}
         assert rep["accuracy"] == pytest.approx(run.data.metrics["test_acc"])
         assert sum(rep[str(c)]["support"] for c in range(10)) == 360
-        with open(client.download_artifacts(run.info.run_id, "curves.png"), "rb") as f:
-            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        with open(client.download_artifacts(run.info.run_id, "confusion_matrix.json")) as f:
+            matrix = json.load(f)["matrix"]
+        assert sum(map(sum, matrix)) == 360
+        assert sum(matrix[i][i] for i in range(10)) / 360 == pytest.approx(
+            run.data.metrics["test_acc"])
+    assert best.data.tags["gridrun.best_of_launch"] == report.parent_run_id
+    with open(client.download_artifacts(best.info.run_id, "curves.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_parent_run_has_grid_plots_and_the_table(digits_launch):

@@ -75,6 +75,8 @@ def test_launch_and_summary_against_a_real_server(mlflow_server, tmp_path):
     with urllib.request.urlopen(request, timeout=30) as response:
         runs = json.load(response)["runs"]
     assert len(runs) == 4 and all(r["info"]["status"] == "FINISHED" for r in runs)
-    files = {f["path"] for f in _get(f"{api}/artifacts/list?run_id={runs[0]['info']['run_id']}")
+    best = next(r for r in runs if any(t["key"] == "gridrun.best_of_launch"
+                                       for t in r["data"]["tags"]))
+    files = {f["path"] for f in _get(f"{api}/artifacts/list?run_id={best['info']['run_id']}")
              ["files"]}
     assert {"curves.png", "confusion_matrix.png", "classification_report.json"} <= files

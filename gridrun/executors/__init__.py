@@ -15,13 +15,17 @@ several cells on one GPU (e.g. `--workers 4` on one GPU for small CNNs).
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Protocol
+import multiprocessing as mp
+import os
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 
-from ..data import ImageSet
-from ..events import Event, Stop
-from ..grid import Cell
+if TYPE_CHECKING:  # this module stays light: the CLI calls warm_up() before importing torch
+    from ..data import ImageSet
+    from ..events import Event, Stop
+    from ..grid import Cell
 
 EXECUTORS = ("local", "inline")
+WORKER_MODULE = "gridrun.executors.pool"  # what the fork server imports once for every worker
 
 
 class Executor(Protocol):
@@ -33,8 +37,20 @@ class Executor(Protocol):
 
 
 def cpu_count() -> int:
-    from .pool import cpu_count as count
-    return count()
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def warm_up() -> None:
+    """Start the fork server that worker processes are forked from, now: it imports torch and
+    the training code (about a second) while the launching process reads the grid, the data
+    and the store, instead of after."""
+    if "forkserver" in mp.get_all_start_methods():
+        from multiprocessing import forkserver
+        forkserver.set_forkserver_preload([WORKER_MODULE])
+        forkserver.ensure_running()
 
 
 def default_split(cells_to_run: int, uses_gpu: bool, gpus: int = 0,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import os
 import pickle
 import signal
 import sys
@@ -27,9 +26,16 @@ import traceback
 from multiprocessing.connection import Connection, wait
 from typing import Callable, Iterable, Iterator
 
+# Imported once, in the fork server, rather than by every worker for its first cell: the
+# splits' sklearn, and torch._dynamo, which torch.optim imports lazily when the first optimizer
+# is built (about a second).
+import sklearn.model_selection  # noqa: F401
+import torch._dynamo  # noqa: F401
+
 from ..data import ImageSet
 from ..events import CellFailed, CellFinished, CellStarted, EpochDone, Event, Stop
 from ..grid import Cell
+from . import warm_up
 
 JOIN_SECONDS = 10
 MAX_FAILED_STARTS = 3
@@ -127,11 +133,9 @@ def _death(process) -> str:
 
 
 def _context():
-    methods = mp.get_all_start_methods()
-    if "forkserver" in methods:
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])  # torch imported once, in the fork server
-        return ctx
+    if "forkserver" in mp.get_all_start_methods():
+        warm_up()  # torch imported once, in the fork server
+        return mp.get_context("forkserver")
     return mp.get_context("spawn")
 
 
@@ -225,10 +229,3 @@ class PoolExecutor:
             yield CellFailed(cell, body[0], body[1], worker.pid)
         if following is not None:
             yield CellStarted(following, worker.pid)
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

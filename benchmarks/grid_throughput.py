@@ -221,7 +221,7 @@ def gridrun_launch(data_dir: str, store: str, extra: list[str]) -> tuple[float, 
                     peak = peaks.setdefault(pid, seen)
                     for key in ("rss", "pss", "uss"):
                         peak[key] = max(peak[key], seen[key])
-            time.sleep(0.5)
+            time.sleep(2)  # reading smaps costs CPU: sample sparingly
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

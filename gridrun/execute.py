@@ -157,27 +157,42 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
         cells = grid.cells()
     images = prepare_data(grid, cells, data_dir)  # data errors come before the store is touched
     sizes = check_models(grid, cells, images)
-    recorder = Recorder(tracking_uri)
-    existing = recorder.store.experiment_id(grid.name)
-    if grid.search is not None:
-        from .search import OptunaPlan
-        plan = OptunaPlan(grid)
-    else:
-        finished = set() if rerun or existing is None else recorder.store.finished_cells(existing)
-        plan = GridPlan(longest_first([c for c in cells if c.id not in finished], images, sizes),
-                        len(cells))
-
-    experiment_id = recorder.experiment_id(grid.name)
-    threading.Thread(target=_import_recording_code, daemon=True).start()
-    run_with = _execution(grid, cells, plan.to_run, executor, workers, threads)
-    report = LaunchReport(experiment_id, None, plan.planned, plan.planned - plan.to_run,
-                          tracking_uri=recorder.tracking_uri, workers=run_with["workers"])
-    progress.launch_started(grid, plan.to_run, report.skipped, run_with["workers"])
-    if not plan.to_run:
-        return report
-    report.parent_run_id = recorder.start_launch(experiment_id, grid, plan.to_run)
+    # workers and threads follow from the grid's size, not from what is left of it, so a cell
+    # trains with the same threads (and gives the same numbers) whichever launch runs it
+    planned = grid.search.n_trials if grid.search is not None else len(cells)
+    run_with = _execution(grid, cells, planned, executor, workers, threads)
     from .executors import make_executor
     engine = make_executor(run_with["executor"], images, run_with["workers"], run_with["threads"])
+    engine.start()  # the workers map the data while the store is read and set up
+    try:
+        recorder = Recorder(tracking_uri)
+        existing = recorder.store.experiment_id(grid.name)
+        if grid.search is not None:
+            from .search import OptunaPlan
+            plan = OptunaPlan(grid)
+        else:
+            finished = set() if rerun or existing is None else \
+                recorder.store.finished_cells(existing)
+            plan = GridPlan(longest_first([c for c in cells if c.id not in finished], images,
+                                          sizes), len(cells))
+        experiment_id = recorder.experiment_id(grid.name)
+    except BaseException:
+        engine.stop()
+        raise
+    if run_with["executor"] != "inline":  # never beside training in this process: tracing
+        threading.Thread(target=_import_recording_code, daemon=True).start()  # touches torch
+    report = LaunchReport(experiment_id, None, plan.planned, plan.planned - plan.to_run,
+                          tracking_uri=recorder.tracking_uri,
+                          workers=min(run_with["workers"], plan.to_run))
+    progress.launch_started(grid, plan.to_run, report.skipped, report.workers)
+    if not plan.to_run:
+        engine.stop()
+        return report
+    try:
+        report.parent_run_id = recorder.start_launch(experiment_id, grid, plan.to_run)
+    except BaseException:
+        engine.stop()
+        raise
     writer = _Writer(recorder, experiment_id, report, grid, images, progress,
                      log_model or grid.track.get("log_model", "best"),
                      figures or grid.track.get("figures", "best"), plan)
@@ -192,6 +207,7 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
             warnings.warn(f"could not log the grid's summary plots: {e}")
     except BaseException:
         status = "KILLED"
+        engine.stop()
         writer.kill_running()
         raise
     finally:
@@ -225,7 +241,7 @@ def _import_recording_code() -> None:
         pass
 
 
-def _execution(grid: Grid, cells: list[Cell], to_run: int, executor: str | None,
+def _execution(grid: Grid, cells: list[Cell], planned: int, executor: str | None,
                workers: int | None, threads: int | None) -> dict:
     """The executor, workers and threads of this launch: arguments, else the grid file's
     `execution:` section, else the defaults of `gridrun.executors` (and the inline executor
@@ -242,9 +258,9 @@ def _execution(grid: Grid, cells: list[Cell], to_run: int, executor: str | None,
     if "cuda" in devices:
         import torch
         gpus = torch.cuda.device_count()
-    auto_workers, auto_threads = default_split(max(to_run, 1), "cuda" in devices, gpus)
+    auto_workers, auto_threads = default_split(max(planned, 1), "cuda" in devices, gpus)
     if settings.get("executor", "auto") == "auto":  # one cell: no process to start for it
-        settings["executor"] = "inline" if to_run == 1 else "local"
+        settings["executor"] = "inline" if planned == 1 else "local"
     if settings["executor"] == "inline":
         settings["workers"] = 1
     if settings.get("workers", "auto") == "auto":

@@ -32,6 +32,9 @@ class Executor(Protocol):
     name: str
     workers: int
 
+    def start(self) -> None: ...  # optional head start: workers up before the first cell
+    def stop(self) -> None: ...
+
     def run(self, cells: Iterable[Cell],
             decide: Callable[[Cell, object], Stop | None] | None = None) -> Iterator[Event]: ...
 

@@ -18,6 +18,12 @@ class InlineExecutor:
     def __init__(self, images: dict[tuple, ImageSet], threads: int | None = None):
         self.images, self.threads, self.workers = images, threads, 1
 
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
     def run(self, cells: Iterable[Cell],
             decide: Callable[[Cell, object], Stop | None] | None = None) -> Iterator[Event]:
         import torch

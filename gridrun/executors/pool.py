@@ -51,8 +51,7 @@ def _recv(conn: Connection):
     return pickle.loads(conn.recv_bytes())
 
 
-def worker_main(conn: Connection, files: dict[tuple, str], threads: int, slot: int,
-                awaits_decisions: bool) -> None:
+def worker_main(conn: Connection, files: dict[tuple, str], threads: int, slot: int) -> None:
     """A worker process: map the datasets, then train the cells it is sent until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launching process's to handle
     import torch
@@ -66,9 +65,10 @@ def worker_main(conn: Connection, files: dict[tuple, str], threads: int, slot: i
     runner = CellRunner({key: open_cached(file) for key, file in files.items()})
     _send(conn, ("ready", None))
     while True:
-        cell = _recv(conn)
-        if cell is None:
+        task = _recv(conn)
+        if task is None:
             return
+        cell, awaits_decisions = task
         steps = runner.run(cell)
         try:
             stats = next(steps)
@@ -82,12 +82,10 @@ def worker_main(conn: Connection, files: dict[tuple, str], threads: int, slot: i
 
 
 class _Worker:
-    def __init__(self, ctx, files: dict[tuple, str], threads: int, slot: int,
-                 awaits_decisions: bool):
+    def __init__(self, ctx, files: dict[tuple, str], threads: int, slot: int):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=worker_main, name=f"gridrun-worker-{slot}",
-                                   args=(child, files, threads, slot, awaits_decisions),
-                                   daemon=True)
+                                   args=(child, files, threads, slot), daemon=True)
         with _launching_script_hidden():
             self.process.start()
         child.close()
@@ -148,20 +146,33 @@ class PoolExecutor:
             raise ValueError(f"datasets without a decode-cache file cannot be shared: {missing}")
         self.files = {key: image_set.cache_file for key, image_set in images.items()}
         self.workers, self.threads = workers, threads
+        self._pool: list[_Worker] = []
+        self._next_slot = 0
+        self._ctx = None
+
+    def start(self) -> None:
+        """Start the workers now (they map the data and wait for cells): a launch calls this
+        before it sets up the tracking store, so both happen at once."""
+        if not self._pool:
+            self._ctx = _context()
+            for _ in range(self.workers):
+                self._start_worker()
+
+    def stop(self) -> None:
+        while self._pool:
+            self._pool.pop().stop()
+
+    def _start_worker(self) -> None:
+        self._pool.append(_Worker(self._ctx, self.files, self.threads, self._next_slot))
+        self._next_slot += 1
 
     def run(self, cells: Iterable[Cell],
             decide: Callable[[Cell, object], Stop | None] | None = None) -> Iterator[Event]:
-        ctx = _context()
+        self.start()
+        pool = self._pool
         pending = iter(cells)
         exhausted = False
-        pool: list[_Worker] = []
-        next_slot = 0
         failed_starts = 0
-
-        def start() -> None:
-            nonlocal next_slot
-            pool.append(_Worker(ctx, self.files, self.threads, next_slot, decide is not None))
-            next_slot += 1
 
         def hand_out(worker: _Worker) -> Cell | None:
             """The next cell to `worker`; when none is left the worker is told to stop."""
@@ -174,13 +185,11 @@ class PoolExecutor:
                 pool.remove(worker)
                 worker.stop()
                 return None
-            _send(worker.conn, cell)
+            _send(worker.conn, (cell, decide is not None))
             worker.cell = cell
             return cell
 
         try:
-            for _ in range(self.workers):
-                start()
             while pool:
                 ready = wait([w.conn for w in pool] + [w.process.sentinel for w in pool])
                 for worker in [w for w in pool if w.conn in ready or w.process.sentinel in ready]:
@@ -202,10 +211,9 @@ class PoolExecutor:
                                              f"{worker.pid} {_death(worker.process)} while "
                                              "training this cell", "", worker.pid)
                         if not exhausted:
-                            start()
+                            self._start_worker()
         finally:
-            for worker in pool:
-                worker.stop()
+            self.stop()
 
     def _handle(self, worker: _Worker, message, hand_out, decide) -> Iterator[Event]:
         kind, body = message

@@ -42,34 +42,27 @@ def prepare_data(grid: Grid, cells: list[Cell], data_dir: str | None) -> dict[tu
 
 
 def _count_params(cfg: dict, dataset: ImageSet, limit: int | None) -> int:
-    """The cell's parameter count, from a model built on the meta device (no memory, no
-    weights). A model that cannot be built counts 0 and fails as its cell, unless a limit
-    needs the count: then its error is raised here, before any run exists."""
-    import torch
-
+    """The cell's parameter count, from its model built without weights (milliseconds for the
+    report networks). A model that cannot be built counts 0 and fails as its cell, unless a
+    limit needs the count: then its error is raised here, before any run exists."""
     from .models import count_params
     from .train import build_cell_model
 
     channels, stored, _ = dataset.image_shape
     cfg = {**cfg, "model.pretrained": False} if cfg.get("model.pretrained") else cfg
-    build = lambda: build_cell_model(cfg, dataset.num_classes, channels,  # noqa: E731
-                                     cfg["data.image_size"] or stored)
     try:
-        with torch.device("meta"):
-            return count_params(build())[0]
-    except Exception:  # noqa: BLE001 - some builders need real tensors: count on the CPU
-        try:
-            return count_params(build())[0]
-        except Exception:
-            if limit is not None:
-                raise
-            return 0
+        return count_params(build_cell_model(cfg, dataset.num_classes, channels,
+                                             cfg["data.image_size"] or stored))[0]
+    except Exception:  # noqa: BLE001
+        if limit is not None:
+            raise
+        return 0
 
 
 def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -> dict[int, int]:
     """Pretrained weights present, `model.max_params` respected and `train.precision` native
     on the device, for every cell, before any run exists. Returns each cell's parameter count
-    (keyed by cell index): each distinct model is built once, on the meta device (no memory)."""
+    (keyed by cell index): each distinct model is built once."""
     from .train import check_precision
 
     counted: dict[str, int] = {}

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # this module stays light: the CLI calls warm_up() before imp
     from ..grid import Cell
 
 EXECUTORS = ("local", "inline")
-WORKER_MODULE = "gridrun.executors.pool"  # what the fork server imports once for every worker
+WORKER_MODULE = "gridrun.executors.worker"  # what the fork server imports once for every worker
 
 
 class Executor(Protocol):

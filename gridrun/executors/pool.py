@@ -19,72 +19,28 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import pickle
 import signal
 import sys
-import traceback
-from multiprocessing.connection import Connection, wait
+import threading
+from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator
-
-# Imported once, in the fork server, rather than by every worker for its first cell: the
-# splits' sklearn, and torch._dynamo, which torch.optim imports lazily when the first optimizer
-# is built (about a second).
-import sklearn.model_selection  # noqa: F401
-import torch._dynamo  # noqa: F401
 
 from ..data import ImageSet
 from ..events import CellFailed, CellFinished, CellStarted, EpochDone, Event, Stop
 from ..grid import Cell
 from . import warm_up
+from .wire import recv as _recv
+from .wire import send as _send
+from .wire import start_worker
 
 JOIN_SECONDS = 10
 MAX_FAILED_STARTS = 3
 
 
-def _send(conn: Connection, message) -> None:
-    # plain pickle, by value: torch's multiprocessing reductions would pass tensors as shared
-    # memory handles, which die with a worker that is killed before they are read
-    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def _recv(conn: Connection):
-    return pickle.loads(conn.recv_bytes())
-
-
-def worker_main(conn: Connection, files: dict[tuple, str], threads: int, slot: int) -> None:
-    """A worker process: map the datasets, then train the cells it is sent until told to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launching process's to handle
-    import torch
-
-    from ..data import open_cached
-    from .runner import CellRunner
-
-    torch.set_num_threads(threads)
-    if torch.cuda.is_available() and torch.cuda.device_count() > 1:
-        torch.cuda.set_device(slot % torch.cuda.device_count())  # spread workers over GPUs
-    runner = CellRunner({key: open_cached(file) for key, file in files.items()})
-    _send(conn, ("ready", None))
-    while True:
-        task = _recv(conn)
-        if task is None:
-            return
-        cell, awaits_decisions = task
-        steps = runner.run(cell)
-        try:
-            stats = next(steps)
-            while True:
-                _send(conn, ("epoch", stats))
-                stats = steps.send(_recv(conn) if awaits_decisions else None)
-        except StopIteration as done:
-            _send(conn, ("finished", done.value))
-        except Exception as e:  # noqa: BLE001 - one broken cell must not end the worker
-            _send(conn, ("failed", (f"{e.__class__.__name__}: {e}", traceback.format_exc())))
-
-
 class _Worker:
     def __init__(self, ctx, files: dict[tuple, str], threads: int, slot: int):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, name=f"gridrun-worker-{slot}",
+        self.process = ctx.Process(target=start_worker, name=f"gridrun-worker-{slot}",
                                    args=(child, files, threads, slot), daemon=True)
         with _launching_script_hidden():
             self.process.start()
@@ -149,16 +105,24 @@ class PoolExecutor:
         self._pool: list[_Worker] = []
         self._next_slot = 0
         self._ctx = None
+        self._starting: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the workers now (they map the data and wait for cells): a launch calls this
-        before it sets up the tracking store, so both happen at once."""
-        if not self._pool:
+        """Start the workers now, in the background (each start waits for the fork server's
+        imports): a launch calls this before it opens the tracking store, so the two overlap."""
+        if self._starting is None:
             self._ctx = _context()
-            for _ in range(self.workers):
-                self._start_worker()
+            self._starting = threading.Thread(target=self._start_workers, daemon=True,
+                                              name="gridrun-worker-start")
+            self._starting.start()
+
+    def _start_workers(self) -> None:
+        for _ in range(self.workers):
+            self._start_worker()
 
     def stop(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
         while self._pool:
             self._pool.pop().stop()
 
@@ -169,6 +133,7 @@ class PoolExecutor:
     def run(self, cells: Iterable[Cell],
             decide: Callable[[Cell, object], Stop | None] | None = None) -> Iterator[Event]:
         self.start()
+        self._starting.join()
         pool = self._pool
         pending = iter(cells)
         exhausted = False

@@ -1,0 +1,23 @@
+"""What the launching process and its workers say to each other over a pipe: pickled messages,
+and the entry point a worker process starts in. Light on purpose: the launching process imports
+this, never the worker module with its training imports."""
+from __future__ import annotations
+
+import pickle
+from multiprocessing.connection import Connection
+
+
+def send(conn: Connection, message) -> None:
+    # plain pickle, by value: torch's multiprocessing reductions would pass tensors as shared
+    # memory handles, which die with a worker that is killed before they are read
+    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def recv(conn: Connection):
+    return pickle.loads(conn.recv_bytes())
+
+
+def start_worker(*args) -> None:
+    """A worker process's entry point (already imported by the fork server)."""
+    from .worker import worker_main
+    worker_main(*args)

@@ -76,9 +76,11 @@ class ConsoleProgress:
     def epoch_done(self, cell: Cell, stats: EpochStats, worker: int) -> None:
         self.epochs[cell.index] = stats.epoch
         self.epoch_seconds.append(stats.epoch_seconds)
-        self._show(worker, f"{self._tag(cell)} epoch {stats.epoch}/{cell.config['train.max_epochs']}"
-                           f" val_acc {stats.val_acc:.4f} elapsed "
-                           f"{_clock(time.monotonic() - self.started)} ETA {self.eta()}")
+        line = (f"{self._tag(cell)} epoch {stats.epoch}/{cell.config['train.max_epochs']}"
+                f" val_acc {stats.val_acc:.4f}")
+        if self.live is None:  # the live bar shows elapsed and ETA once, for the grid
+            line += f" elapsed {_clock(time.monotonic() - self.started)} ETA {self.eta()}"
+        self._show(worker, line)
 
     def cell_done(self, cell: Cell, outcome: str, detail: str) -> None:
         self.done += 1
@@ -101,8 +103,9 @@ class ConsoleProgress:
             self.console.print(line, highlight=False, markup=False)
 
     def _view(self):
-        rows = [Text(f"worker {w}: {line}" if self.workers > 1 else line)
-                for w, line in sorted(self.lines.items())]
+        # workers numbered 1, 2, ... in the order they first reported (their pids mean nothing)
+        rows = [Text(f"worker {n}: {line}" if self.workers > 1 else line)
+                for n, line in enumerate(self.lines.values(), 1)]
         return Group(self.bar, *rows)
 
     def _refresh(self) -> None:

@@ -279,7 +279,7 @@ class _Writer:
     plan: object
     runs: dict[int, str] = field(default_factory=dict)  # cell index -> run id, while it trains
     started: int = 0
-    best: tuple | None = None  # (test_acc, run_id, result) of the best finished cell
+    best: tuple | None = None  # (test_acc, run_id, result, cell) of the best finished cell
     record_seconds: list[float] = field(default_factory=list)
 
     def handle(self, event) -> None:

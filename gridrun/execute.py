@@ -172,8 +172,10 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     except BaseException:
         engine.stop()
         raise
+    warm_up_recording = None
     if run_with["executor"] != "inline":  # never beside training in this process: tracing
-        threading.Thread(target=_import_recording_code, daemon=True).start()  # touches torch
+        warm_up_recording = threading.Thread(target=_import_recording_code, daemon=True)
+        warm_up_recording.start()  # touches torch's global state
     report = LaunchReport(experiment_id, None, plan.planned, plan.planned - plan.to_run,
                           tracking_uri=recorder.tracking_uri,
                           workers=min(run_with["workers"], plan.to_run))
@@ -188,7 +190,7 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
         raise
     writer = _Writer(recorder, experiment_id, report, grid, images, progress,
                      log_model or grid.track.get("log_model", "best"),
-                     figures or grid.track.get("figures", "best"), plan)
+                     figures or grid.track.get("figures", "best"), plan, warm_up_recording)
     status = "FINISHED"
     try:
         for event in engine.run(plan.cells(), plan.decide):
@@ -277,6 +279,7 @@ class _Writer:
     log_model: str  # all | best | none
     figures: str  # all | best | none
     plan: object
+    warm_up: threading.Thread | None = None  # _import_recording_code, running meanwhile
     runs: dict[int, str] = field(default_factory=dict)  # cell index -> run id, while it trains
     started: int = 0
     best: tuple | None = None  # (test_acc, run_id, result, cell) of the best finished cell
@@ -305,6 +308,8 @@ class _Writer:
         run_id = self.runs.pop(cell.index)
         t0 = time.perf_counter()
         try:
+            if self.log_model == "all":
+                self.warmed_up()
             record_result(self.recorder, self.experiment_id, run_id, cell, result,
                           with_model=self.log_model == "all", figures=self.figures == "all")
         except Exception as e:  # noqa: BLE001 - e.g. a full disk: this cell fails, others go on
@@ -342,9 +347,17 @@ class _Writer:
                 cell_figures(result, Path(folder), title=cell.name)
                 self.recorder.log_files(run_id, Path(folder))
         if self.log_model == "best" and result.model is not None:
+            self.warmed_up()
             self.recorder.log_model(self.experiment_id, run_id, result.model,
                                     result.example_input)
         self.recorder.set_tags(run_id, {"gridrun.best_of_launch": self.report.parent_run_id})
+
+    def warmed_up(self) -> None:
+        """Wait for the warm-up thread before exporting a model: torch.export keeps global
+        state, and two exports at once in one process break each other."""
+        if self.warm_up is not None:
+            self.warm_up.join()
+            self.warm_up = None
 
     def kill_running(self) -> None:
         """An interrupted launch: the cells in progress end KILLED (a relaunch trains them)."""

@@ -253,7 +253,7 @@ def _execution(grid: Grid, cells: list[Cell], planned: int, executor: str | None
     if "cuda" in devices:
         import torch
         gpus = torch.cuda.device_count()
-    auto_workers, auto_threads = default_split(max(planned, 1), "cuda" in devices, gpus)
+    auto_workers, _ = default_split(max(planned, 1), "cuda" in devices, gpus)
     if settings.get("executor", "auto") == "auto":  # one cell: no process to start for it
         settings["executor"] = "inline" if planned == 1 else "local"
     if settings["executor"] == "inline":
@@ -261,8 +261,7 @@ def _execution(grid: Grid, cells: list[Cell], planned: int, executor: str | None
     if settings.get("workers", "auto") == "auto":
         settings["workers"] = auto_workers
     if settings.get("threads", "auto") == "auto":
-        settings["threads"] = auto_threads if settings["workers"] == auto_workers else \
-            max(1, cpu_count() // settings["workers"])
+        settings["threads"] = max(1, cpu_count() // settings["workers"])
     return settings
 
 

@@ -12,7 +12,7 @@ from typing import Generator
 from ..data import ImageSet, Splits, dataset_key
 from ..events import CellResult, EpochStats, Stop
 from ..grid import Cell
-from ..train import decide, finish, run_epoch, setup, split_for
+from ..train import epochs, split_for
 from ..train.precision import select_device
 
 SPLIT_KEYS = ("data.val_fraction", "data.val_size", "data.train_size", "data.test_size",
@@ -35,14 +35,6 @@ class CellRunner:
         return self._splits[key]
 
     def run(self, cell: Cell) -> Generator[EpochStats, Stop | None, CellResult]:
-        """Train `cell`, yielding each epoch's statistics; what is sent back (a `Stop`, or None
-        to go on) is the planner's decision for that epoch. Returns the cell's result."""
+        """Train `cell` on this runner's data (see `gridrun.train.epochs`)."""
         cfg = cell.config
-        state = setup(cfg, self.images[dataset_key(cfg)], self.splits(cfg))
-        while not state.done:
-            stats = run_epoch(state)
-            if stats is None:
-                break
-            stop = yield stats
-            decide(state, stats, stop)
-        return finish(state)
+        return epochs(cfg, self.images[dataset_key(cfg)], self.splits(cfg))

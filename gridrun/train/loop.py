@@ -7,16 +7,17 @@
         decide(state, stats, stop)       # early stopping, divergence, a planner's Stop
     result = finish(state)               # best weights back, test set scored once
 
-`train_cell` runs exactly that. An executor can instead run the steps itself, hand each epoch to
-a planner (an Optuna pruner, a successive-halving rung) between them, and later checkpoint the
-state between epochs. Nothing here knows about MLflow or grids.
+`epochs()` runs exactly that as a generator that hands each epoch to whoever drives it (an
+executor asking a planner: an Optuna pruner, a successive-halving rung) and takes back a `Stop`
+or None; `train_cell` drives it with a callback. Checkpoints can later be taken between epochs.
+Nothing here knows about MLflow or grids.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Generator
 
 import torch
 from torch import nn
@@ -237,24 +238,39 @@ def finish(state: TrainState) -> CellResult:
         example_input=example, device=str(state.device))
 
 
-def train_cell(cfg: dict, images: ImageSet,
-               on_epoch: Callable[[EpochStats], None] | None = None,
-               splits: Splits | None = None) -> CellResult:
-    """Train and score one cell. `cfg` is a resolved config (see `gridrun.config`); `on_epoch`
-    sees every epoch and may raise `StopTraining` to end the cell."""
+def epochs(cfg: dict, images: ImageSet, splits: Splits | None = None
+           ) -> Generator[EpochStats, Stop | None, CellResult]:
+    """One cell as a generator: it yields each epoch's statistics, takes back the planner's
+    answer for that epoch (a `Stop`, or None to go on), and returns the cell's result. The
+    executors drive cells through this; `train_cell` drives it with a callback."""
     state = setup(cfg, images, splits)
     while not state.done:
         stats = run_epoch(state)
         if stats is None:
             break
-        stop = None
-        if on_epoch is not None:
-            try:
-                on_epoch(stats)
-            except StopTraining as e:
-                stop = Stop(e.outcome, e.reason)
+        stop = yield stats
         decide(state, stats, stop)
     return finish(state)
+
+
+def train_cell(cfg: dict, images: ImageSet,
+               on_epoch: Callable[[EpochStats], None] | None = None,
+               splits: Splits | None = None) -> CellResult:
+    """Train and score one cell. `cfg` is a resolved config (see `gridrun.config`); `on_epoch`
+    sees every epoch and may raise `StopTraining` to end the cell."""
+    steps = epochs(cfg, images, splits)
+    try:
+        stats = next(steps)
+        while True:
+            stop = None
+            if on_epoch is not None:
+                try:
+                    on_epoch(stats)
+                except StopTraining as e:
+                    stop = Stop(e.outcome, e.reason)
+            stats = steps.send(stop)
+    except StopIteration as done:
+        return done.value
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

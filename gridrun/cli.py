@@ -1,7 +1,7 @@
 """The `gridrun` command. Thin: each command parses options and calls one library function.
 
-Exit codes: 0 success; 1 some cells failed; 2 bad input (grid file, --set, data directory);
-130 interrupted.
+Exit codes: 0 success; 1 some cells failed (launch) or not every cell finished (status);
+2 bad input (grid file, --set, data directory); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ class _Group(click.Group):
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted: the cell in progress is recorded as KILLED", err=True)
+            click.echo("interrupted: cells in progress are recorded as KILLED with their "
+                       "checkpoints; the same command resumes them", err=True)
             ctx.exit(130)
 
 
@@ -63,6 +64,16 @@ def _all_overrides(overrides: tuple[str, ...], overrides_list: str) -> list[str]
 
 
 def _execution_options(fn):
+    fn = click.option("--keep-checkpoints", is_flag=True, default=None,
+                      help="Keep each cell's last checkpoint after its run finished "
+                           "[default: the grid's track.keep_checkpoints, else removed].")(fn)
+    fn = click.option("--state-dir", type=click.Path(file_okay=False), metavar="DIR",
+                      help="Where per-epoch checkpoints live [default: $GRIDRUN_STATE_DIR, else "
+                           ".gridrun/ beside a SQLite tracking store, else ./.gridrun].")(fn)
+    fn = click.option("--retries", type=click.IntRange(min=0), metavar="N",
+                      help="Try a cell that raised (or whose worker died) again from its last "
+                           "checkpoint up to N times [default: the grid's execution.retries, "
+                           "else 0].")(fn)
     fn = click.option("--figures", type=click.Choice(["best", "all", "none"]),
                       help="Draw the per-cell figures (curves, confusion matrices) for the "
                            "launch's best cell, every cell, or none [default: the grid's "
@@ -82,7 +93,8 @@ def _execution_options(fn):
 
 
 def _run_launch(grid, data_dir, tracking_uri, rerun, executor=None, workers=None, threads=None,
-                log_model=None, figures=None) -> None:
+                log_model=None, figures=None, retries=None, state_dir=None,
+                keep_checkpoints=None) -> None:
     """Launch with a live progress display; report, and exit 1 if any cell failed."""
     if executor != "inline":
         from .executors import warm_up
@@ -95,15 +107,26 @@ def _run_launch(grid, data_dir, tracking_uri, rerun, executor=None, workers=None
     try:
         report = run_launch(grid, data_dir=data_dir, tracking_uri=tracking_uri, rerun=rerun,
                             progress=progress, executor=executor, workers=workers,
-                            threads=threads, log_model=log_model, figures=figures)
+                            threads=threads, log_model=log_model, figures=figures,
+                            retries=retries, state_dir=state_dir,
+                            keep_checkpoints=keep_checkpoints)
     finally:
         progress.close()
     if report.parent_run_id is None:
-        click.echo(f"nothing to do: all {report.planned} cells already finished in experiment "
-                   f"'{grid.name}' (skipped {report.skipped}; --rerun trains them again)")
+        if report.elsewhere:
+            click.echo(f"nothing to do here: {report.skipped} of {report.planned} cells already "
+                       f"finished in experiment '{grid.name}', {report.elsewhere} being trained "
+                       "by another launch (gridrun status shows them)")
+        else:
+            click.echo(f"nothing to do: all {report.planned} cells already finished in "
+                       f"experiment '{grid.name}' (skipped {report.skipped}; --rerun trains "
+                       "them again)")
         return
-    click.echo(f"experiment '{grid.name}': ran {report.ran} cells, skipped {report.skipped} "
-               f"already finished, {report.failed} failed; parent run {report.parent_run_id}")
+    resumed = f" ({report.resumed} resumed from checkpoints)" if report.resumed else ""
+    elsewhere = f", {report.elsewhere} left to another launch" if report.elsewhere else ""
+    click.echo(f"experiment '{grid.name}': ran {report.ran} cells{resumed}, skipped "
+               f"{report.skipped} already finished{elsewhere}, {report.failed} failed; "
+               f"parent run {report.parent_run_id}")
     if report.tracking_uri.startswith(("http://", "https://")):
         click.echo(f"view: {report.tracking_uri.rstrip('/')}/#/experiments/{report.experiment_id}")
     if report.failed:
@@ -126,11 +149,12 @@ Examples:
 @click.option("--rerun", is_flag=True, help="Train cells again even if they already finished.")
 @_execution_options
 def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri, rerun, executor,
-           workers, threads, log_model, figures):
+           workers, threads, log_model, figures, retries, state_dir, keep_checkpoints):
     """Train every cell of GRID_FILE and record each as an MLflow run.
 
-    Cells that already have a FINISHED run in the grid's experiment are skipped, so an
-    interrupted launch is resumed by running the same command again.
+    Run the same command again at any time: cells with a FINISHED run are skipped, cells a
+    killed or interrupted launch left continue from their last epoch's checkpoint in their own
+    run, and cells another live launch of the grid trains are left to it.
     """
     from .grid import load_grid
 
@@ -138,7 +162,8 @@ def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri
     if dry_run:
         click.echo(format_search(grid) if grid.search else format_cells(grid))
         return
-    _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model, figures)
+    _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model, figures,
+                retries, state_dir, keep_checkpoints)
 
 
 @cli.command(epilog="""\b
@@ -155,12 +180,44 @@ Examples:
 @click.option("--rerun", is_flag=True, help="Train it again even if it already finished.")
 @_execution_options
 def cell(overrides, overrides_list, experiment, data_dir, tracking_uri, rerun, executor, workers,
-         threads, log_model, figures):
+         threads, log_model, figures, retries, state_dir, keep_checkpoints):
     """Train one configuration given as --set KEY=VALUE settings (the rest are defaults)."""
     from .grid import grid_from_settings
 
     grid = grid_from_settings(_all_overrides(overrides, overrides_list), experiment)
-    _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model, figures)
+    _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model, figures,
+                retries, state_dir, keep_checkpoints)
+
+
+@cli.command(epilog="""\b
+Examples:
+  gridrun status grids/activation_vs_optim.yaml
+  gridrun status grids/activation_vs_optim.yaml --set data.train_size=2000 --format json
+
+\b
+States: finished, running (its launch is alive: heartbeat age and host), stale (its launch
+died: the next launch resumes it), killed (interrupted: the next launch resumes it), failed
+(the next launch trains it again), pending (no run yet).""")
+@click.argument("grid_file", type=click.Path(dir_okay=False))
+@_overrides_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.option("--tracking-uri", metavar="URI",
+              help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].")
+def status(grid_file, overrides, overrides_list, fmt, tracking_uri):
+    """Show where every cell of GRID_FILE stands. Reads the store, never writes it.
+
+    Exit code 0 only when every cell is finished (1 otherwise), so scripts can wait on it.
+    """
+    from . import status as statuses
+    from .grid import load_grid
+
+    _quiet_mlflow()
+    grid = load_grid(grid_file, _all_overrides(overrides, overrides_list))
+    found = statuses.grid_status(grid, tracking_uri)
+    click.echo(statuses.render_json(found) if fmt == "json" else statuses.render(found), nl=False)
+    if not found["complete"]:
+        sys.exit(1)
 
 
 def format_search(grid) -> str:

@@ -59,6 +59,11 @@ class CellResult:
                 "params_total": self.params_total, "params_trainable": self.params_trainable}
 
 
+# Where a cell's checkpoint lives and what the launch stores in it (the run it belongs to):
+# given to an executor per cell, passed to `gridrun.train.epochs`.
+Checkpoint = tuple[str, dict]
+
+
 @dataclass(frozen=True)
 class Stop:
     """A planner's answer to an epoch: end the cell now with this outcome (Ray Tune's STOP).
@@ -124,6 +129,9 @@ class LaunchReport:
     parent_run_id: str | None  # None when every cell was already finished
     planned: int  # cells in the grid
     skipped: int  # already finished before this launch
+    elsewhere: int = 0  # being trained (or finished meanwhile) by another launch
+    resumed: int = 0  # continued from a dead or interrupted launch's checkpoint
+    state_dir: str = ""  # where this launch keeps its checkpoints
     outcomes: dict[str, str] = field(default_factory=dict)  # run_id -> outcome, for this launch
     tracking_uri: str = ""
     workers: int = 1

@@ -22,6 +22,7 @@ from .data import ImageSet, check_sizes, dataset_key, load_dataset
 from .errors import GridError
 from .events import (CellFailed, CellFinished, CellResult, CellStarted, EpochDone, LaunchReport,
                      Progress, SilentProgress)
+from .claims import Claim, ClaimedCells, Claims, state_folder, state_root
 from .grid import Cell, Grid
 from .tracking import Recorder
 
@@ -113,6 +114,9 @@ class GridPlan:
     def done(self, cell: Cell, result: CellResult | None) -> None:
         pass
 
+    def passed_over(self, cell: Cell) -> None:
+        pass
+
 
 def longest_first(cells: list[Cell], images: dict[tuple, ImageSet],
                   sizes: dict[int, int]) -> list[Cell]:
@@ -131,13 +135,22 @@ def longest_first(cells: list[Cell], images: dict[tuple, ImageSet],
 def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = None,
            rerun: bool = False, progress: Progress | None = None, executor: str | None = None,
            workers: int | None = None, threads: int | None = None,
-           log_model: str | None = None, figures: str | None = None) -> LaunchReport:
+           log_model: str | None = None, figures: str | None = None,
+           state_dir: str | None = None, retries: int | None = None,
+           keep_checkpoints: bool | None = None) -> LaunchReport:
     """Train every cell of `grid` not yet finished in its experiment; record each as a child run.
 
+    Safe to run again at any time, and beside other launches of the same grid: cells another
+    live launch trains are left to it, and cells a dead or interrupted launch left are resumed
+    from their last epoch's checkpoint into their own run (`gridrun.claims`). Checkpoints live
+    under `state_dir` (default: `.gridrun/` beside a SQLite store, else in the working
+    directory) and are removed once their cell's run is FINISHED, unless `keep_checkpoints`.
+    A cell that raises is tried again from its checkpoint up to `retries` times.
+
     A grid with `search:` runs an Optuna study instead (`gridrun.search`): each trial is a child
-    run like a cell, and every launch runs `n_trials` new trials. `executor`, `workers`,
-    `threads`, `log_model` and `figures` override the grid file's `execution:` and `track:`
-    sections.
+    run like a cell, and every launch runs `n_trials` new trials of a study kept in the state
+    directory. `executor`, `workers`, `threads`, `retries`, `log_model`, `figures` and
+    `keep_checkpoints` override the grid file's `execution:` and `track:` sections.
     """
     progress = progress or SilentProgress()
     if (executor or grid.execution.get("executor")) != "inline":
@@ -159,16 +172,21 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     engine.start()  # the workers map the data while the store is read and set up
     try:
         recorder = Recorder(tracking_uri)
-        existing = recorder.store.experiment_id(grid.name)
+        experiment_id = recorder.experiment_id(grid.name)
+        folder = state_folder(state_root(recorder.tracking_uri, state_dir),
+                              recorder.tracking_uri, experiment_id, grid.name)
+        claims = Claims(recorder, experiment_id, grid, folder, rerun)
+        claims.close_stale_launches()
+        elsewhere = 0
         if grid.search is not None:
             from .search import OptunaPlan
-            plan = OptunaPlan(grid)
+            plan = OptunaPlan(grid, folder, claims)
         else:
-            finished = set() if rerun or existing is None else \
-                recorder.store.finished_cells(existing)
-            plan = GridPlan(longest_first([c for c in cells if c.id not in finished], images,
-                                          sizes), len(cells))
-        experiment_id = recorder.experiment_id(grid.name)
+            finished = set() if rerun else recorder.store.finished_cells(experiment_id)
+            busy = claims.busy_elsewhere() - finished
+            elsewhere = sum(c.id in busy for c in cells)
+            plan = GridPlan(longest_first([c for c in cells if c.id not in finished | busy],
+                                          images, sizes), len(cells))
     except BaseException:
         engine.stop()
         raise
@@ -176,24 +194,33 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     if run_with["executor"] != "inline":  # never beside training in this process: tracing
         warm_up_recording = threading.Thread(target=_import_recording_code, daemon=True)
         warm_up_recording.start()  # touches torch's global state
-    report = LaunchReport(experiment_id, None, plan.planned, plan.planned - plan.to_run,
+    report = LaunchReport(experiment_id, None, plan.planned,
+                          plan.planned - plan.to_run - elsewhere,
                           tracking_uri=recorder.tracking_uri,
-                          workers=min(run_with["workers"], plan.to_run))
+                          workers=min(run_with["workers"], plan.to_run), elsewhere=elsewhere,
+                          state_dir=str(folder))
     progress.launch_started(grid, plan.to_run, report.skipped, report.workers)
     if not plan.to_run:
         engine.stop()
         return report
     try:
-        report.parent_run_id = recorder.start_launch(experiment_id, grid, plan.to_run)
+        report.parent_run_id = recorder.start_launch(experiment_id, grid, plan.to_run,
+                                                     claims.launch_tags())
     except BaseException:
         engine.stop()
         raise
+    claims.parent_run_id = report.parent_run_id
+    claims.start_beating()
     writer = _Writer(recorder, experiment_id, report, grid, images, progress,
                      log_model or grid.track.get("log_model", "best"),
-                     figures or grid.track.get("figures", "best"), plan, warm_up_recording)
+                     figures or grid.track.get("figures", "best"), plan, claims,
+                     retries if retries is not None else grid.execution.get("retries", 0),
+                     keep_checkpoints if keep_checkpoints is not None
+                     else grid.track.get("keep_checkpoints", False), warm_up_recording)
+    writer.source = ClaimedCells(plan.cells(), claims, writer.passed_over)
     status = "FINISHED"
     try:
-        for event in engine.run(plan.cells(), plan.decide):
+        for event in engine.run(writer.source, plan.decide, claims.checkpoint_for):
             writer.handle(event)
         writer.record_best()
         try:
@@ -206,8 +233,10 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
         writer.kill_running()
         raise
     finally:
+        claims.stop_beating()
         counts = {"planned": report.planned, "skipped": report.skipped, "ran": report.ran,
-                  "failed": report.failed}
+                  "failed": report.failed, "resumed": report.resumed,
+                  "elsewhere": report.elsewhere}
         seconds = writer.record_seconds
         costs = {"record_seconds_mean": sum(seconds) / len(seconds),
                  "record_seconds_max": max(seconds)} if seconds else {}
@@ -268,7 +297,8 @@ def _execution(grid: Grid, cells: list[Cell], planned: int, executor: str | None
 @dataclass
 class _Writer:
     """The one writer of a launch: turns the executor's events into MLflow writes and progress.
-    Runs in the launching process; worker processes never open the store."""
+    Runs in the launching process; worker processes never open the store. Each cell's run was
+    created (or taken over) when the cell was claimed; the writer fills it."""
     recorder: Recorder
     experiment_id: str
     report: LaunchReport
@@ -278,37 +308,60 @@ class _Writer:
     log_model: str  # all | best | none
     figures: str  # all | best | none
     plan: object
+    claims: Claims
+    retries: int = 0
+    keep_checkpoints: bool = False
     warm_up: threading.Thread | None = None  # _import_recording_code, running meanwhile
-    runs: dict[int, str] = field(default_factory=dict)  # cell index -> run id, while it trains
+    source: ClaimedCells | None = None
     started: int = 0
     best: tuple | None = None  # (test_acc, run_id, result, cell) of the best finished cell
     record_seconds: list[float] = field(default_factory=list)
 
     def handle(self, event) -> None:
         cell = event.cell
+        claim = self.claims.held[cell.index]
         if isinstance(event, CellStarted):
-            self.started += 1
+            if claim.tries == 0:
+                self.started += 1
+                if claim.resumed:
+                    self.report.resumed += 1
+                self.recorder.set_tags(claim.run_id, {
+                    "gridrun.data_source": self.images[dataset_key(cell.config)].source,
+                    **self.plan.tags(cell)})
             self.progress.cell_started(self.started, cell, event.worker)
-            run_id = self.recorder.start_cell(self.experiment_id, self.report.parent_run_id,
-                                              cell, self.grid)
-            self.runs[cell.index] = run_id
-            self.recorder.set_tags(run_id, {
-                "gridrun.data_source": self.images[dataset_key(cell.config)].source,
-                **self.plan.tags(cell)})
         elif isinstance(event, EpochDone):
-            self.recorder.log_epoch(self.runs[cell.index], event.stats)
+            if event.stats.epoch > claim.logged:  # a resumed cell never logs a step twice
+                self.recorder.log_epoch(claim.run_id, event.stats)
+                claim.logged = event.stats.epoch
             self.progress.epoch_done(cell, event.stats, event.worker)
         elif isinstance(event, CellFinished):
-            self.finished(cell, event.result)
+            self.finished(claim, event.result)
         elif isinstance(event, CellFailed):
-            self.failed(cell, event.error, event.traceback)
+            self.failed(claim, event.error, event.traceback)
 
-    def finished(self, cell: Cell, result: CellResult) -> None:
-        run_id = self.runs.pop(cell.index)
+    def passed_over(self, cell: Cell) -> None:
+        """A planned cell another launch finished or holds by the time it was pulled."""
+        self.report.elsewhere += 1
+        self.plan.passed_over(cell)
+        self.plan.done(cell, None)
+        self.progress.cell_done(cell, "elsewhere", "claimed by another launch")
+
+    def finished(self, claim: Claim, result: CellResult) -> None:
+        cell, run_id = claim.cell, claim.run_id
+        if not self.claims.owns(run_id):  # stalled past the stale timeout and taken over
+            self.claims.release(cell)
+            self.plan.done(cell, None)
+            self.progress.cell_done(cell, "elsewhere", "taken over by another launch")
+            return
         t0 = time.perf_counter()
         try:
+            for stats in result.history:  # epochs trained before a kill and never logged
+                if stats.epoch > claim.logged:
+                    self.recorder.log_epoch(run_id, stats)
+            claim.logged = max(claim.logged, result.epochs_run)
             if self.log_model == "all":
                 self.warmed_up()
+            self.claims.release(cell)
             record_result(self.recorder, self.experiment_id, run_id, cell, result,
                           with_model=self.log_model == "all", figures=self.figures == "all")
         except Exception as e:  # noqa: BLE001 - e.g. a full disk: this cell fails, others go on
@@ -317,6 +370,8 @@ class _Writer:
             self.plan.done(cell, None)
             self.progress.cell_done(cell, "failed", f"recording the result: {e}")
             return
+        if not self.keep_checkpoints:
+            self.claims.checkpoint_path(cell).unlink(missing_ok=True)
         self.record_seconds.append(time.perf_counter() - t0)
         if "best" in (self.log_model, self.figures) and (
                 self.best is None or result.test_acc > self.best[0]):
@@ -325,11 +380,21 @@ class _Writer:
         self.plan.done(cell, result)
         self.progress.cell_done(cell, result.outcome, _describe(result))
 
-    def failed(self, cell: Cell, error: str, trace: str) -> None:
-        run_id = self.runs.pop(cell.index)
+    def failed(self, claim: Claim, error: str, trace: str) -> None:
+        cell, run_id = claim.cell, claim.run_id
+        claim.tries += 1
+        again = claim.tries <= self.retries
+        self.recorder.set_tags(run_id, {f"gridrun.error.{claim.tries}": error[:5000]})
+        if trace:  # each try's traceback is kept; the last one is error.txt
+            self.recorder.log_artifact_text(
+                run_id, trace, f"error-try-{claim.tries}.txt" if again else "error.txt")
+        if again:  # from the last epoch's checkpoint
+            self.progress.cell_done(cell, "retrying",
+                                    f"try {claim.tries}/{self.retries + 1} failed: {error}")
+            self.source.retry(cell)
+            return
+        self.claims.release(cell, keep_checkpoint=False)  # a relaunch starts a FAILED cell over
         self.recorder.fail_cell(run_id, error)
-        if trace:
-            self.recorder.log_artifact_text(run_id, trace, "error.txt")
         self.report.outcomes[run_id] = "failed"
         self.plan.done(cell, None)
         self.progress.cell_done(cell, "failed", error)
@@ -359,14 +424,16 @@ class _Writer:
             self.warm_up = None
 
     def kill_running(self) -> None:
-        """An interrupted launch: the cells in progress end KILLED (a relaunch trains them)."""
-        for run_id in self.runs.values():
+        """An interrupted launch: the cells in progress end KILLED with their checkpoints kept,
+        so the same command resumes them from their last epoch."""
+        for claim in list(self.claims.held.values()):
+            self.claims.release(claim.cell)
             try:
-                self.recorder.fail_cell(run_id, "KeyboardInterrupt: the launch was interrupted",
+                self.recorder.fail_cell(claim.run_id, "KeyboardInterrupt: the launch was "
+                                        "interrupted; the same command resumes the cell",
                                         status="KILLED")
             except Exception:  # noqa: BLE001 - recording what we can while stopping
                 pass
-        self.runs.clear()
 
 
 def record_result(recorder: Recorder, experiment_id: str, run_id: str, cell: Cell,

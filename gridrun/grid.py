@@ -11,8 +11,8 @@
     exclude:                           # partial assignments whose cells are dropped
       - {optimizer: adam, optim.lr: 0.005}
     seeds: [0, 1, 2]                   # repeat every cell with each seed
-    execution: {workers: 2}            # how the launch runs: executor, workers, threads
-    track: {log_model: best}           # what it records: the model of all, the best or no cell
+    execution: {workers: 2}            # how the launch runs: executor, workers, threads, retries
+    track: {log_model: best}           # what it records: log_model, figures, keep_checkpoints
 
 Everything is checked before anything runs; errors are `GridError`s naming the file and key path.
 Cells whose resolved configs are equal (an axis over a key that does not apply to them, such as
@@ -38,8 +38,10 @@ MAX_YAML_NODES = 100_000  # after alias expansion: refuses "billion laughs" docu
 TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search", "execution",
              "track")
 # how a launch runs and records the cells (not part of any cell: they change no result)
-EXECUTION = {"executor": ("auto", "local", "inline"), "workers": "auto", "threads": "auto"}
-TRACK = {"log_model": ("best", "all", "none"), "figures": ("best", "all", "none")}
+EXECUTION = {"executor": ("auto", "local", "inline"), "workers": "auto", "threads": "auto",
+             "retries": 0}
+TRACK = {"log_model": ("best", "all", "none"), "figures": ("best", "all", "none"),
+         "keep_checkpoints": False}
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 
@@ -297,8 +299,9 @@ def _search(raw: Any, fixed: dict[str, Any], where: str) -> SearchSpec:
 
 
 def launch_settings(raw: Any, defaults: dict[str, Any], where: str) -> dict[str, Any]:
-    """`execution:` or `track:`: each key one of its choices, or (for "auto" keys) an integer
-    >= 1 or auto. Missing keys take their default (the first choice, or auto)."""
+    """`execution:` or `track:`: each key one of its choices, a boolean (keys whose default is
+    one), an integer >= 0 (keys whose default is one), or an integer >= 1 or auto ("auto"
+    keys). Missing keys take their default (the first choice, or the default itself)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -314,6 +317,12 @@ def launch_settings(raw: Any, defaults: dict[str, Any], where: str) -> dict[str,
             if value not in allowed:
                 raise GridError(f"unknown value {value!r}; allowed: {', '.join(allowed)}",
                                 f"{where}.{key}")
+        elif isinstance(allowed, bool):
+            if not isinstance(value, bool):
+                raise GridError(f"must be true or false, got {value!r}", f"{where}.{key}")
+        elif isinstance(allowed, int):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise GridError(f"must be an integer >= 0, got {value!r}", f"{where}.{key}")
         elif value != "auto" and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
             raise GridError(f"must be an integer >= 1 or auto, got {value!r}", f"{where}.{key}")

@@ -13,19 +13,32 @@
 Each trial is trained and recorded exactly like a grid cell (a child run with the same params,
 metrics, tags and artifacts, plus `gridrun.trial`), so `gridrun summary` works on it. The
 objective is the best value of `train.monitor` (maximized for accuracies, minimized for losses).
-Every launch runs `n_trials` new trials. With several workers, as many trials run at once:
-each is asked of the study when a worker is free, so it sees every trial told before it.
+With several workers, as many trials run at once: each is asked of the study when a worker is
+free, so it sees every trial told before it.
+
+The study lives in the state directory (`optuna.db`, Optuna's RDB storage on SQLite), so every
+launch continues it: finished trials inform the sampler, and each launch runs `n_trials` new
+ones. The sampler's seed is `seed` plus the number of trials already in the study, so a lone
+relaunch is reproducible and proposes new points; a launch that starts while another launch of
+the grid is alive adds its own random salt, so the two do not propose the same points. A trial
+whose launch died (its run is stale or KILLED) is failed in the study and enqueued again with
+the same parameters: the same cell id, so its run resumes from its checkpoint.
 
 `OptunaPlan` is a planner: it says which cell runs next and answers each epoch (the pruner);
 the launch's executor decides where the trials run.
 """
 from __future__ import annotations
 
+import time
+import uuid
+from pathlib import Path
 from typing import Iterator
 
 import optuna
+from optuna.trial import TrialState
 
 from . import config
+from .claims import STALE_SECONDS, Claims, is_stale
 from .events import CellResult, EpochStats, Stop
 from .grid import Cell, Grid, _format_value
 from .train.recipe import monitor_mode
@@ -66,35 +79,82 @@ def _suggest(trial: optuna.Trial, space: dict) -> dict:
     return values
 
 
-def make_study(grid: Grid) -> optuna.Study:
+def make_study(grid: Grid, storage: str | None = None, salt: int = 0) -> optuna.Study:
+    """The grid's study: in `storage` (continued when it exists), sampled with the grid's
+    seed plus the number of trials already in it (plus `salt`)."""
     spec = grid.search
+    existing = 0
+    if storage is not None:
+        try:
+            existing = len(optuna.load_study(study_name=grid.name, storage=storage).trials)
+        except KeyError:
+            existing = 0
+    seed = (spec.seed + existing + salt) % 2**32
     monitor = _settings(grid, {}).get("train.monitor", config.OPTIONS["train.monitor"].default)
     mode = monitor_mode(monitor, _settings(grid, {}).get("train.mode", "auto"))
-    sampler = (optuna.samplers.TPESampler(seed=spec.seed) if spec.sampler == "tpe"
-               else optuna.samplers.RandomSampler(seed=spec.seed))
+    sampler = (optuna.samplers.TPESampler(seed=seed) if spec.sampler == "tpe"
+               else optuna.samplers.RandomSampler(seed=seed))
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
               if spec.pruner == "median" else optuna.pruners.NopPruner())
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(study_name=grid.name, sampler=sampler, pruner=pruner,
+                               storage=storage, load_if_exists=True,
                                direction="maximize" if mode == "max" else "minimize")
 
 
 class OptunaPlan:
     """The trials of one launch's Optuna study, as cells, with the pruner's per-epoch answer."""
 
-    def __init__(self, grid: Grid):
+    def __init__(self, grid: Grid, folder: Path | None = None, claims: Claims | None = None):
         self.grid = grid
-        self.study = make_study(grid)
+        storage = f"sqlite:///{folder / 'optuna.db'}" if folder is not None else None
+        salt = uuid.uuid4().int % 2**31 if claims is not None and claims.others_running() else 0
+        self.study = make_study(grid, storage, salt)
+        if claims is not None:
+            self._retry_dead_trials(claims)
         self.planned = self.to_run = grid.search.n_trials
         self.trials: dict[int, optuna.Trial] = {}  # cell index (trial number) -> trial
-        self.seen: dict[int, list[float]] = {}  # the monitored value of each epoch
+        self.passed = 0
+
+    def _retry_dead_trials(self, claims: Claims) -> None:
+        """RUNNING trials of launches that died: told from their run when it finished, else
+        failed and enqueued again (the same parameters, hence the same cell and run)."""
+        monitor = _settings(self.grid, {}).get("train.monitor",
+                                               config.OPTIONS["train.monitor"].default)
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            cell_id = trial.user_attrs.get("gridrun.cell")
+            runs = claims.store.cell_runs(claims.experiment_id, cell_id) if cell_id else []
+            if any(r.info.status == "RUNNING" and not is_stale(r) for r in runs):
+                continue  # a live launch trains it
+            if cell_id is None and time.time() - trial.datetime_start.timestamp() < STALE_SECONDS:
+                continue  # just asked by a live launch, not yet claimed
+            done = next((r for r in runs if r.info.status == "FINISHED"), None)
+            try:
+                if done is not None and monitor in done.data.metrics:
+                    history = [m.value for m in
+                               claims.store.client.get_metric_history(done.info.run_id, monitor)]
+                    self.study.tell(trial.number, max(history) if self.study.direction ==
+                                    optuna.study.StudyDirection.MAXIMIZE else min(history))
+                    continue
+                self.study.tell(trial.number, state=TrialState.FAIL)
+            except (ValueError, RuntimeError):  # another launch told it first
+                continue
+            self.study.enqueue_trial(trial.params, user_attrs={"gridrun.retry_of": trial.number})
 
     def cells(self) -> Iterator[Cell]:
-        for _ in range(self.to_run):
+        """Trials asked one at a time, until `n_trials` of them were claimed by this launch."""
+        asked = 0
+        while asked - self.passed < self.to_run:
             trial = self.study.ask()
             cell = _cell(self.grid, _suggest(trial, self.grid.search.space), trial.number)
-            self.trials[cell.index], self.seen[cell.index] = trial, []
+            trial.set_user_attr("gridrun.cell", cell.id)
+            self.trials[cell.index] = trial
+            asked += 1
             yield cell
+
+    def passed_over(self, cell: Cell) -> None:
+        """A trial whose cell another launch holds or finished: failed here, another asked."""
+        self.passed += 1
 
     def tags(self, cell: Cell) -> dict[str, str]:
         return {"gridrun.trial": str(cell.index)}
@@ -103,7 +163,6 @@ class OptunaPlan:
         monitor = cell.config["train.monitor"]
         value = getattr(stats, monitor)
         trial = self.trials[cell.index]
-        self.seen[cell.index].append(value)
         trial.report(value, stats.epoch)
         if trial.should_prune():
             return Stop("pruned", f"pruned by Optuna's median pruner at epoch {stats.epoch} "
@@ -111,11 +170,13 @@ class OptunaPlan:
         return None
 
     def done(self, cell: Cell, result: CellResult | None) -> None:
-        trial, seen = self.trials.pop(cell.index), self.seen.pop(cell.index)
+        trial = self.trials.pop(cell.index)
         mode = monitor_mode(cell.config["train.monitor"], cell.config["train.mode"])
+        # the whole history: a resumed trial trained its first epochs in an earlier launch
+        seen = [getattr(s, cell.config["train.monitor"]) for s in result.history] if result else []
         if result is None or not seen:
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.study.tell(trial, state=TrialState.FAIL)
         elif result.outcome == "pruned":
-            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, max(seen) if mode == "max" else min(seen))

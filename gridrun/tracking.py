@@ -10,6 +10,10 @@ Tags written on every child run:
   gridrun.kind=cell, gridrun.cell (stable cell id), gridrun.index (grid order), gridrun.label
   (bundle label, the "Model" column), gridrun.axis.<axis> (the cell's value on each axis),
   gridrun.outcome (early_stopped | max_epochs | not_converging | failed), gridrun.reason.
+Claims and liveness (`gridrun.claims`): params gridrun.claim.<n> (who owns the run, written
+once each: MLflow refuses to change a param, which makes them a compare-and-set), tags
+gridrun.heartbeat (unix seconds of the owner's last beat), gridrun.host, gridrun.pid,
+gridrun.error.<try> (the error of each retried try).
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ OVERRIDES = "gridrun.overrides"  # the launch's --set arguments, so `summary` fi
 CONFIG = "gridrun.config"  # the cell id without the seed: groups repeats
 OUTCOME = "gridrun.outcome"
 REASON = "gridrun.reason"
+HEARTBEAT = "gridrun.heartbeat"
+CLAIM = "gridrun.claim."  # + n: the n-th owner of a run (0: the launch that created it)
 MAX_PARAM_LENGTH = 6000
 BATCH = 100  # MLflow accepts at most 100 params or tags in one log_batch call
 
@@ -111,6 +117,25 @@ class Store:
         runs = self.runs(experiment_id, f"tags.`{KIND}` = 'cell' and attributes.status = 'FINISHED'")
         return {r.data.tags[CELL] for r in runs if CELL in r.data.tags}
 
+    def cell_runs(self, experiment_id: str, cell_id: str) -> list:
+        """Every live (not deleted) run of one cell, newest first."""
+        runs = self.client.search_runs([experiment_id], f"tags.`{CELL}` = '{cell_id}'",
+                                       order_by=["attributes.start_time DESC"], max_results=1000)
+        return [r for r in runs if r.data.tags.get(KIND) == "cell"]
+
+    def running_launches(self, experiment_id: str) -> list:
+        return self.client.search_runs(
+            [experiment_id], f"tags.`{KIND}` = 'launch' and attributes.status = 'RUNNING'",
+            max_results=1000)
+
+    def logged_epochs(self, run_id: str) -> int:
+        """The last epoch whose metrics a run has (0: none)."""
+        history = self.client.get_metric_history(run_id, "val_acc")
+        return max((m.step for m in history), default=0)
+
+    def get_run(self, run_id: str):
+        return self.client.get_run(run_id)
+
     def latest_launch(self, experiment_id: str):
         """The most recent parent run of an experiment, or None."""
         runs = self.client.search_runs([experiment_id], f"tags.`{KIND}` = 'launch'",
@@ -138,11 +163,12 @@ class Recorder:
 
     # --- the launch's parent run ---
 
-    def start_launch(self, experiment_id: str, grid: Grid, cells_planned: int) -> str:
+    def start_launch(self, experiment_id: str, grid: Grid, cells_planned: int,
+                     extra_tags: dict[str, str] | None = None) -> str:
         """The launch's parent run. Under `mlflow run`, the project's own run is adopted when it
         is in the grid's experiment, and otherwise linked to the new parent by tags."""
         tags = {KIND: "launch", "gridrun.grid": grid.name, "gridrun.grid_file": grid.path,
-                "gridrun.cells": str(cells_planned)}
+                "gridrun.cells": str(cells_planned), **(extra_tags or {})}
         if grid.description:
             tags[MLFLOW_RUN_NOTE] = grid.description
         project_run = self._project_run()
@@ -186,14 +212,20 @@ class Recorder:
         self.client.log_batch(run_id, metrics=metrics)
         self.client.set_terminated(run_id, status)
 
+    def close_launch(self, run_id: str, reason: str, status: str) -> None:
+        """End another launch's parent run (one that died), saying why."""
+        self.set_tags(run_id, {REASON: reason})
+        self.client.set_terminated(run_id, status)
+
     # --- one cell's child run ---
 
     def start_cell(self, experiment_id: str, parent_id: str, cell: Cell, grid: Grid,
-                   extra_params: dict[str, Any] | None = None) -> str:
+                   extra_params: dict[str, Any] | None = None,
+                   extra_tags: dict[str, str] | None = None) -> str:
         tags = {MLFLOW_PARENT_RUN_ID: parent_id, KIND: "cell", CELL: cell.id,
                 CONFIG: cell.config_id,
                 "gridrun.index": str(cell.index), "gridrun.label": cell.label,
-                "gridrun.grid": grid.name, OUTCOME: "running"}
+                "gridrun.grid": grid.name, OUTCOME: "running", **(extra_tags or {})}
         tags.update({f"gridrun.axis.{axis}": value for axis, value in cell.axes.items()})
         run = self.client.create_run(experiment_id, start_time=_now_ms(), tags=tags,
                                      run_name=cell.name)
@@ -225,6 +257,35 @@ class Recorder:
                                             RunTag(REASON, message),
                                             RunTag("gridrun.error", message)])
         self.client.set_terminated(run_id, status)
+
+    # --- claims (the protocol is gridrun.claims') ---
+
+    def claim(self, run_id: str, n: int, owner: str) -> bool:
+        """Write param gridrun.claim.<n> = owner: True when this call wrote it (or it already
+        held `owner`), False when another owner wrote it first. One `log_param` is one
+        insert under the params table's primary key, so two launches racing for the same n
+        (on SQLite or behind an `mlflow server`) cannot both win."""
+        from mlflow.exceptions import MlflowException
+        try:
+            self.client.log_param(run_id, f"{CLAIM}{n}", owner)
+            return True
+        except MlflowException as e:
+            if e.error_code == "INVALID_PARAMETER_VALUE" and "Changing param" in str(e):
+                return False
+            raise
+
+    def reopen(self, run_id: str, tags: dict[str, str]) -> None:
+        """A KILLED (or stale RUNNING) run this launch now owns: RUNNING again, with its tags."""
+        self.set_tags(run_id, tags)
+        self.client.update_run(run_id, status="RUNNING")
+
+    def withdraw(self, run_id: str) -> None:
+        """A run created for a claim that lost a race: ended and moved to MLflow's trash."""
+        self.client.set_terminated(run_id, "KILLED")
+        self.client.delete_run(run_id)
+
+    def beat(self, run_id: str, now: float) -> None:
+        self.client.set_tag(run_id, HEARTBEAT, f"{now:.1f}")
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])

@@ -1,5 +1,5 @@
-"""Ctrl-C on a real launch: finished cells are kept, the cell in progress is KILLED, and the
-same command resumes where it stopped."""
+"""Ctrl-C on a real launch: finished cells are kept, the cell in progress is KILLED with its
+checkpoint, and the same command resumes it from its last epoch in the same run."""
 from __future__ import annotations
 
 import os
@@ -39,7 +39,7 @@ def test_interrupted_launch_keeps_finished_cells_and_resumes(write_grid, tmp_pat
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, seen + err
-    assert "interrupted: the cell in progress is recorded as KILLED" in err
+    assert "interrupted: cells in progress are recorded as KILLED with their checkpoints" in err
     assert "Traceback" not in err
 
     client = MlflowClient(uri)
@@ -52,11 +52,23 @@ def test_interrupted_launch_keeps_finished_cells_and_resumes(write_grid, tmp_pat
     parent = client.get_run(runs["long"].data.tags["mlflow.parentRunId"])
     assert parent.info.status == "KILLED"
 
-    # the same command resumes: the finished cell is skipped, the killed one trains again
+    killed_at = max(m.step for m in client.get_metric_history(runs["long"].info.run_id, "val_acc"))
+    assert killed_at >= 1
+    assert list((tmp_path / ".gridrun").glob("experiment-*/*.pt"))  # its checkpoint is kept
+
+    # the same command resumes: the finished cell is skipped, the killed one continues in its run
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr
-    assert "ran 1 cells, skipped 1 already finished, 0 failed" in again.stdout
-    finished = [r for r in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'")
-                if r.data.tags.get("gridrun.kind") == "cell"]
-    assert sorted(r.info.run_name for r in finished) == ["first", "long"]
+    assert "ran 1 cells (1 resumed from checkpoints), skipped 1 already finished" in again.stdout
+    cells = [r for r in client.search_runs([exp.experiment_id])
+             if r.data.tags.get("gridrun.kind") == "cell"]
+    assert sorted((r.info.run_name, r.info.status) for r in cells) == [
+        ("first", "FINISHED"), ("long", "FINISHED")]
+    long = client.get_run(runs["long"].info.run_id)  # the same run as before
+    assert long.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(long.info.run_id, "val_acc")]
+    epochs_run = int(long.data.metrics["epochs_run"])
+    assert epochs_run > killed_at
+    assert sorted(steps) == list(range(1, epochs_run + 1))  # no gap, no step twice
+    assert not list((tmp_path / ".gridrun").glob("experiment-*/*.pt"))  # removed once FINISHED

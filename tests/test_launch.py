@@ -74,8 +74,9 @@ def test_launch_records_every_cell_with_params_metrics_and_tags(small_cifar_laun
         assert tags["gridrun.outcome"] == "max_epochs"
         assert tags["gridrun.reason"] == "reached train.max_epochs=2"
         assert tags["gridrun.axis.optimizer"] in ("sgd0.9", "adam")
-        # the full resolved config, flattened with dotted keys, and nothing else
-        assert set(run.data.params) == set(cell.config)
+        # the full resolved config, flattened with dotted keys, and the launch that claimed it
+        assert set(run.data.params) == set(cell.config) | {"gridrun.claim.0"}
+        assert run.data.params["gridrun.claim.0"].split()[2] == str(os.getpid())
         assert run.data.params["data.train_size"] == "400"
         assert run.data.params["model.filters"] == "[32, 64, 128]"
         assert ("optim.momentum" in run.data.params) == (cell.config["optim.name"] == "sgd")

@@ -1,8 +1,11 @@
 """Where cells run, apart from what runs (Hydra's Launcher beside its Sweeper).
 
 An executor takes an iterable of cells, pulled lazily (a planner may decide the next cell only
-when a worker is free), and an optional per-epoch `decide(cell, stats) -> Stop | None`, and
-yields events (`gridrun.events`): CellStarted, EpochDone, CellFinished, CellFailed. The launch
+when a worker is free; a failed cell may come back for a retry after the iterator once ran
+dry, so executors ask it again whenever a worker is free), an optional per-epoch
+`decide(cell, stats) -> Stop | None`, and an optional `checkpoint_for(cell) -> (path, meta)`
+(where the cell resumes from and saves to after every epoch), and yields events
+(`gridrun.events`): CellStarted, EpochDone, CellFinished, CellFailed. The launch
 consumes the events and records them; it does not know which executor made them.
 
 - `inline`: every cell in the launching process (debugging, tests of the loop).
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 
 if TYPE_CHECKING:  # this module stays light: the CLI calls warm_up() before importing torch
     from ..data import ImageSet
-    from ..events import Event, Stop
+    from ..events import Checkpoint, Event, Stop
     from ..grid import Cell
 
 EXECUTORS = ("local", "inline")
@@ -36,7 +39,9 @@ class Executor(Protocol):
     def stop(self) -> None: ...
 
     def run(self, cells: Iterable[Cell],
-            decide: Callable[[Cell, object], Stop | None] | None = None) -> Iterator[Event]: ...
+            decide: Callable[[Cell, object], Stop | None] | None = None,
+            checkpoint_for: Callable[[Cell], Checkpoint | None] | None = None
+            ) -> Iterator[Event]: ...
 
 
 def cpu_count() -> int:

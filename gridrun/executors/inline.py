@@ -7,7 +7,8 @@ import traceback
 from typing import Callable, Iterable, Iterator
 
 from ..data import ImageSet
-from ..events import CellFailed, CellFinished, CellStarted, EpochDone, Event, Stop
+from ..events import (CellFailed, CellFinished, CellStarted, Checkpoint, EpochDone, Event,
+                      Stop)
 from ..grid import Cell
 from .runner import CellRunner
 
@@ -25,15 +26,17 @@ class InlineExecutor:
         pass
 
     def run(self, cells: Iterable[Cell],
-            decide: Callable[[Cell, object], Stop | None] | None = None) -> Iterator[Event]:
+            decide: Callable[[Cell, object], Stop | None] | None = None,
+            checkpoint_for: Callable[[Cell], Checkpoint | None] | None = None
+            ) -> Iterator[Event]:
         import torch
 
         if self.threads:
             torch.set_num_threads(self.threads)
         runner = CellRunner(self.images)
-        for cell in cells:
+        for cell in cells:  # pulled one at a time: a cell failed below may come back (a retry)
             yield CellStarted(cell, 0)
-            steps = runner.run(cell)
+            steps = runner.run(cell, checkpoint_for(cell) if checkpoint_for else None)
             try:
                 stats = next(steps)
                 while True:

@@ -11,7 +11,9 @@
   statistics and results back over a pipe, and the launch records them while the worker
   already trains its next cell.
 - A worker that dies (killed, out of memory) fails its cell with the reason and is replaced;
-  the grid goes on.
+  the grid goes on (and the launch may hand the cell out again: `--retries`).
+- A worker whose launching process died (kill -9) exits within a second, mid-epoch, so a
+  relaunch never trains a cell beside an orphan of the dead launch.
 - With a planner that decides per epoch (`decide`), a worker waits for each epoch's answer
   (CONTINUE or a `Stop`), like Ray Tune's trial schedulers.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import signal
 import sys
 import threading
@@ -26,7 +29,8 @@ from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator
 
 from ..data import ImageSet
-from ..events import CellFailed, CellFinished, CellStarted, EpochDone, Event, Stop
+from ..events import (CellFailed, CellFinished, CellStarted, Checkpoint, EpochDone, Event,
+                      Stop)
 from ..grid import Cell
 from . import warm_up
 from .wire import recv as _recv
@@ -41,7 +45,8 @@ class _Worker:
     def __init__(self, ctx, files: dict[tuple, str], threads: int, slot: int):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=start_worker, name=f"gridrun-worker-{slot}",
-                                   args=(child, files, threads, slot), daemon=True)
+                                   args=(child, files, threads, slot, os.getpid()),
+                                   daemon=True)
         with _launching_script_hidden():
             self.process.start()
         child.close()
@@ -131,26 +136,27 @@ class PoolExecutor:
         self._next_slot += 1
 
     def run(self, cells: Iterable[Cell],
-            decide: Callable[[Cell, object], Stop | None] | None = None) -> Iterator[Event]:
+            decide: Callable[[Cell, object], Stop | None] | None = None,
+            checkpoint_for: Callable[[Cell], Checkpoint | None] | None = None
+            ) -> Iterator[Event]:
         self.start()
         self._starting.join()
         pool = self._pool
         pending = iter(cells)
-        exhausted = False
         failed_starts = 0
 
         def hand_out(worker: _Worker) -> Cell | None:
-            """The next cell to `worker`; when none is left the worker is told to stop."""
-            nonlocal exhausted
-            cell = None if exhausted else next(pending, None)
+            """The next cell to `worker`; when none is left the worker is told to stop. The
+            iterator is asked every time: a failed cell may come back to it for a retry."""
+            cell = next(pending, None)
             if cell is None:
-                exhausted = True
                 _send(worker.conn, None)
                 worker.process.join(JOIN_SECONDS)
                 pool.remove(worker)
                 worker.stop()
                 return None
-            _send(worker.conn, (cell, decide is not None))
+            _send(worker.conn, (cell, decide is not None,
+                                checkpoint_for(cell) if checkpoint_for else None))
             worker.cell = cell
             return cell
 
@@ -175,8 +181,8 @@ class PoolExecutor:
                             yield CellFailed(worker.cell, f"WorkerDied: worker process "
                                              f"{worker.pid} {_death(worker.process)} while "
                                              "training this cell", "", worker.pid)
-                        if not exhausted:
-                            self._start_worker()
+                        # a replacement, which stops at once if no cell (or retry) is left
+                        self._start_worker()
         finally:
             self.stop()
 
@@ -195,10 +201,11 @@ class PoolExecutor:
             yield EpochDone(cell, body, worker.pid)
             return
         worker.cell = None
-        following = hand_out(worker)  # the worker trains on while this cell is recorded
         if kind == "finished":
+            following = hand_out(worker)  # the worker trains on while this cell is recorded
             yield CellFinished(cell, body, worker.pid)
-        else:
+        else:  # recorded first: the launch may queue the cell again for a retry
             yield CellFailed(cell, body[0], body[1], worker.pid)
+            following = hand_out(worker)
         if following is not None:
             yield CellStarted(following, worker.pid)

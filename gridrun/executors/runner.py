@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Generator
 
 from ..data import ImageSet, Splits, dataset_key
-from ..events import CellResult, EpochStats, Stop
+from ..events import CellResult, Checkpoint, EpochStats, Stop
 from ..grid import Cell
 from ..train import epochs, split_for
 from ..train.precision import select_device
@@ -34,7 +34,10 @@ class CellRunner:
             self._splits[key] = split_for(cfg, self.images[dataset_key(cfg)]).to(device)
         return self._splits[key]
 
-    def run(self, cell: Cell) -> Generator[EpochStats, Stop | None, CellResult]:
-        """Train `cell` on this runner's data (see `gridrun.train.epochs`)."""
+    def run(self, cell: Cell, checkpoint: Checkpoint | None = None
+            ) -> Generator[EpochStats, Stop | None, CellResult]:
+        """Train `cell` on this runner's data (see `gridrun.train.epochs`), from and into
+        `checkpoint` (its file path and metadata) when given."""
         cfg = cell.config
-        return epochs(cfg, self.images[dataset_key(cfg)], self.splits(cfg))
+        path, meta = checkpoint if checkpoint is not None else (None, None)
+        return epochs(cfg, self.images[dataset_key(cfg)], self.splits(cfg), path, meta)

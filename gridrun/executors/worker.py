@@ -8,7 +8,10 @@ optimizer is built (about a second). The launching process never imports it.
 """
 from __future__ import annotations
 
+import os
 import signal
+import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 
@@ -21,20 +24,53 @@ from .runner import CellRunner
 from .wire import recv, send
 
 
-def worker_main(conn: Connection, files: dict[tuple, str], threads: int, slot: int) -> None:
+ORPHAN_CHECK_SECONDS = 1.0
+
+
+def exit_when_orphaned(launcher: int) -> None:
+    """End this process as soon as the launching process is gone (killed with SIGKILL, say):
+    its cell's checkpoint stays as the last finished epoch left it, and no orphan trains on
+    beside the relaunch that resumes the cell. A worker's parent is the fork server, which
+    exits with the launching process; then this process is adopted and its parent changes."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+            if os.getppid() != parent or not _alive(launcher):
+                os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="gridrun-orphan-watch").start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def worker_main(conn: Connection, files: dict[tuple, str], threads: int, slot: int,
+                launcher: int) -> None:
     """A worker process: map the datasets, then train the cells it is sent until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launching process's to handle
+    exit_when_orphaned(launcher)
     torch.set_num_threads(threads)
     if torch.cuda.is_available() and torch.cuda.device_count() > 1:
         torch.cuda.set_device(slot % torch.cuda.device_count())  # spread workers over GPUs
     runner = CellRunner({key: open_cached(file) for key, file in files.items()})
     send(conn, ("ready", None))
     while True:
-        task = recv(conn)
+        try:
+            task = recv(conn)
+        except (EOFError, OSError):  # the launching process is gone
+            return
         if task is None:
             return
-        cell, awaits_decisions = task
-        steps = runner.run(cell)
+        cell, awaits_decisions, checkpoint = task
+        steps = runner.run(cell, checkpoint)
         try:
             stats = next(steps)
             while True:

@@ -9,8 +9,9 @@
 
 `epochs()` runs exactly that as a generator that hands each epoch to whoever drives it (an
 executor asking a planner: an Optuna pruner, a successive-halving rung) and takes back a `Stop`
-or None; `train_cell` drives it with a callback. Checkpoints can later be taken between epochs.
-Nothing here knows about MLflow or grids.
+or None; `train_cell` drives it with a callback. Given a checkpoint file, `epochs()` starts from
+it when it exists and rewrites it after every epoch (`gridrun.train.checkpoint`). Nothing here
+knows about MLflow or grids.
 """
 from __future__ import annotations
 
@@ -238,18 +239,31 @@ def finish(state: TrainState) -> CellResult:
         example_input=example, device=str(state.device))
 
 
-def epochs(cfg: dict, images: ImageSet, splits: Splits | None = None
+def epochs(cfg: dict, images: ImageSet, splits: Splits | None = None,
+           checkpoint: str | None = None, meta: dict | None = None
            ) -> Generator[EpochStats, Stop | None, CellResult]:
     """One cell as a generator: it yields each epoch's statistics, takes back the planner's
     answer for that epoch (a `Stop`, or None to go on), and returns the cell's result. The
-    executors drive cells through this; `train_cell` drives it with a callback."""
+    executors drive cells through this; `train_cell` drives it with a callback.
+
+    With `checkpoint` (a file path), the cell continues from that file when there is one, and
+    the file is rewritten at the end of every epoch, after the epoch's decision, with `meta`.
+    A resumed cell yields only the epochs it trains now; its result's history has them all."""
+    from . import checkpoint as saved
+
     state = setup(cfg, images, splits)
+    if checkpoint is not None:
+        previous = saved.read(checkpoint)
+        if previous is not None:
+            saved.load_state_dict(state, previous)
     while not state.done:
         stats = run_epoch(state)
         if stats is None:
             break
         stop = yield stats
         decide(state, stats, stop)
+        if checkpoint is not None:
+            saved.save(state, checkpoint, meta)
     return finish(state)
 
 

@@ -1,0 +1,350 @@
+"""Who trains which cell: claims, heartbeats, stale runs, and where checkpoints live.
+
+Several launches may run one grid at once (two terminals, two machines on one tracking server)
+and a launch may die at any moment (kill -9, a closed laptop). The tracking store is the one
+place they all see, so it holds the claims (Optuna's trial claims and heartbeats, on MLflow):
+
+- A cell's RUNNING run *is* its claim. Its owner is the launch named by the run's latest param
+  `gridrun.claim.<n>` (value: "token host pid since"). The owner beats the run's tag
+  `gridrun.heartbeat` every `HEARTBEAT_SECONDS` (10 s) from a thread of the launching process.
+- A RUNNING run is **stale** when its owner is surely gone: its last sign of life (heartbeat,
+  claim, start) is older than `STALE_SECONDS` (60 s), or its owner ran on this host and that
+  process no longer exists (so a relaunch after kill -9 on the same machine need not wait).
+- **Taking over** a stale or KILLED run is a compare-and-set: write `gridrun.claim.<n>` for the
+  n claims seen. MLflow never changes a logged param (the params table's primary key, on SQLite
+  and on the PostgreSQL behind an `mlflow server` alike), so of two launches racing for the same
+  run exactly one write lands, and the other launch moves on.
+- **Creating** a run for a cell nobody holds: create it, then look again; a launch that sees a
+  rival (a FINISHED run, or another live RUNNING one) withdraws its own run (ended and moved to
+  MLflow's trash) and, if the rival also withdrew, tries again after a random pause. Two
+  launches can both withdraw; they cannot both keep a run.
+
+We chose runs, params and tags over a lock file because they work unchanged on a SQLite file
+and on an `mlflow server` shared by several machines, and a claim then dies with its heartbeat.
+
+A resumed cell continues into the same run from its checkpoint, a file per cell under the
+state directory (`state_folder`), which holds the run id it belongs to: a checkpoint is only
+ever resumed into its own run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from .tracking import CLAIM, HEARTBEAT, Recorder
+
+if TYPE_CHECKING:
+    from .grid import Cell, Grid
+
+HEARTBEAT_SECONDS = float(os.environ.get("GRIDRUN_HEARTBEAT_SECONDS", "10"))
+STALE_SECONDS = float(os.environ.get("GRIDRUN_STALE_SECONDS", "60"))
+CREATE_ATTEMPTS = 5
+HOST = socket.gethostname()
+
+
+# --- where a launch keeps its checkpoints -------------------------------------------------------
+
+def state_root(tracking_uri: str, given: str | None = None) -> Path:
+    """The state directory: `given` (--state-dir), else $GRIDRUN_STATE_DIR, else `.gridrun/`
+    beside a SQLite tracking store's file, else `.gridrun/` in the working directory."""
+    if given or os.environ.get("GRIDRUN_STATE_DIR"):
+        return Path(given or os.environ["GRIDRUN_STATE_DIR"]).expanduser().resolve()
+    if tracking_uri.startswith("sqlite:///"):
+        db = tracking_uri[len("sqlite:///"):].split("?")[0]
+        if db and db != ":memory:":
+            return Path(db).expanduser().resolve().parent / ".gridrun"
+    return Path.cwd().resolve() / ".gridrun"
+
+
+def state_folder(root: Path, tracking_uri: str, experiment_id: str, name: str) -> Path:
+    """One folder per experiment of one tracking store (two stores beside each other may both
+    have an experiment 1), with a note of which it is."""
+    digest = hashlib.sha1(tracking_uri.encode()).hexdigest()[:8]
+    folder = root / f"experiment-{experiment_id}-{digest}"
+    folder.mkdir(parents=True, exist_ok=True)
+    note = folder / "experiment.json"
+    if not note.exists():
+        note.write_text(json.dumps({"tracking_uri": tracking_uri, "experiment_id": experiment_id,
+                                    "experiment": name}, indent=1) + "\n")
+    return folder
+
+
+# --- liveness -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Owner:
+    token: str
+    host: str
+    pid: int
+    since: float
+
+    def param(self) -> str:
+        return f"{self.token} {self.host} {self.pid} {self.since:.1f}"
+
+    @classmethod
+    def parse(cls, text: str) -> Owner | None:
+        try:
+            token, host, pid, since = text.split(" ")
+            return cls(token, host, int(pid), float(since))
+        except ValueError:
+            return None
+
+
+def claims_of(run) -> list[Owner | None]:
+    """A run's owners, in order (index n: param gridrun.claim.<n>)."""
+    params = run.data.params
+    found = {int(k[len(CLAIM):]): v for k, v in params.items()
+             if k.startswith(CLAIM) and k[len(CLAIM):].isdigit()}
+    return [Owner.parse(found[n]) if n in found else None for n in range(len(found))]
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def last_sign_of_life(run) -> float:
+    """Unix seconds of a run's latest heartbeat, claim or start."""
+    owners = [o for o in claims_of(run) if o is not None]
+    signs = [run.info.start_time / 1000, *(o.since for o in owners)]
+    try:
+        signs.append(float(run.data.tags.get(HEARTBEAT, "")))
+    except ValueError:
+        pass
+    return max(signs)
+
+
+def is_stale(run, now: float | None = None) -> bool:
+    """A RUNNING run nobody will finish: see the module docstring."""
+    if run.info.status != "RUNNING":
+        return False
+    owners = claims_of(run)
+    owner = owners[-1] if owners else None
+    tags = run.data.tags
+    host = owner.host if owner else tags.get("gridrun.host")
+    pid = owner.pid if owner else int(tags.get("gridrun.pid", "0") or 0)
+    if host == HOST and pid and not process_alive(pid):
+        return True
+    return (now or time.time()) - last_sign_of_life(run) > STALE_SECONDS
+
+
+# --- this launch's claims -------------------------------------------------------------------------
+
+@dataclass
+class Claim:
+    """A cell this launch owns: its run, and whether it continues an earlier one."""
+    cell: Cell
+    run_id: str
+    resumed: bool = False  # continues a run a dead or interrupted launch left
+    logged: int = 0  # epochs whose metrics the run already has
+    tries: int = 0  # tries that failed so far (--retries)
+
+
+class Claims:
+    """The claims of one launch: taken as cells are pulled, beaten while held, released when
+    each cell's run ends. `checkpoint_for` tells the executor where each cell resumes from."""
+
+    def __init__(self, recorder: Recorder, experiment_id: str, grid: Grid, folder: Path,
+                 rerun: bool = False):
+        self.recorder, self.store = recorder, recorder.store
+        self.experiment_id, self.grid, self.folder, self.rerun = experiment_id, grid, folder, rerun
+        self.owner = Owner(uuid.uuid4().hex[:12], HOST, os.getpid(), time.time())
+        self.parent_run_id: str | None = None
+        self.held: dict[int, Claim] = {}  # cell index -> claim
+        self._lock = threading.Lock()  # no beat on a run after it is released
+        self._stop = threading.Event()
+        self._beater: threading.Thread | None = None
+
+    def launch_tags(self) -> dict[str, str]:
+        """Tags of this launch's parent run: whose it is, so a later launch can tell it died."""
+        return {"gridrun.host": HOST, "gridrun.pid": str(self.owner.pid),
+                "gridrun.owner": self.owner.token, HEARTBEAT: f"{time.time():.1f}"}
+
+    def _owner_tags(self) -> dict[str, str]:
+        return {"gridrun.host": HOST, "gridrun.pid": str(self.owner.pid),
+                HEARTBEAT: f"{time.time():.1f}", "gridrun.outcome": "running",
+                "gridrun.launch": self.parent_run_id or ""}
+
+    def checkpoint_path(self, cell: Cell) -> Path:
+        return self.folder / f"{cell.id}.pt"
+
+    def checkpoint_for(self, cell: Cell) -> tuple[str, dict]:
+        claim = self.held[cell.index]
+        return str(self.checkpoint_path(cell)), {"cell": cell.id, "run": claim.run_id}
+
+    # --- reading what others do
+
+    def busy_elsewhere(self) -> set[str]:
+        """Cell ids another live launch is training now."""
+        runs = self.store.runs(self.experiment_id,
+                               "tags.`gridrun.kind` = 'cell' and attributes.status = 'RUNNING'")
+        return {r.data.tags.get("gridrun.cell") for r in runs if not is_stale(r)}
+
+    def others_running(self) -> bool:
+        """Whether another launch of this grid is alive now."""
+        return any(r.info.run_id != self.parent_run_id and not is_stale(r)
+                   for r in self.store.running_launches(self.experiment_id))
+
+    def close_stale_launches(self) -> list[str]:
+        """End as KILLED the parent runs of launches that died (kill -9): their cells are
+        resumed by this launch or a later one."""
+        closed = []
+        for run in self.store.running_launches(self.experiment_id):
+            if run.info.run_id != self.parent_run_id and is_stale(run):
+                seen = time.strftime("%Y-%m-%d %H:%M:%S",
+                                     time.localtime(last_sign_of_life(run)))
+                self.recorder.close_launch(run.info.run_id, f"the launch died (last heartbeat "
+                                           f"{seen}); closed by a later launch", "KILLED")
+                closed.append(run.info.run_id)
+        return closed
+
+    # --- claiming
+
+    def claim(self, cell: Cell) -> Claim | None:
+        """Own `cell` for this launch, or None when it is finished or someone else has it."""
+        for _ in range(CREATE_ATTEMPTS):
+            runs = self.store.cell_runs(self.experiment_id, cell.id)
+            if not self.rerun and any(r.info.status == "FINISHED" for r in runs):
+                return None
+            if any(r.info.status == "RUNNING" and not is_stale(r) for r in runs):
+                return None
+            if not self.rerun:
+                left = next((r for r in runs if r.info.status in ("RUNNING", "KILLED")), None)
+                if left is not None and self._resumable(left, cell):
+                    return self._take_over(left, cell)
+            for run in runs:  # stale runs nobody can resume: closed, then a new run
+                if run.info.status == "RUNNING" and not self._close(run):
+                    return None
+            claim = self._create(cell)
+            if claim is not None:
+                return claim
+            time.sleep(random.uniform(0.05, 0.5))  # both of a racing pair withdrew: try again
+        return None
+
+    def _resumable(self, run, cell: Cell) -> bool:
+        """A run is continued when its checkpoint is here, or when it has no epoch yet."""
+        from .train import checkpoint
+        saved = checkpoint.meta(self.checkpoint_path(cell))
+        if saved is not None and saved.get("run") == run.info.run_id:
+            return True
+        return self.store.logged_epochs(run.info.run_id) == 0
+
+    def _take_over(self, run, cell: Cell) -> Claim | None:
+        run_id = run.info.run_id
+        if not self.recorder.claim(run_id, len(claims_of(run)), self.owner.param()):
+            return None
+        from .train import checkpoint
+        saved = checkpoint.meta(self.checkpoint_path(cell))
+        if saved is None or saved.get("run") != run_id:
+            self.checkpoint_path(cell).unlink(missing_ok=True)
+        tags = {**self._owner_tags(), "gridrun.resumed": str(len(claims_of(run))),
+                "gridrun.reason": ""}
+        self.recorder.reopen(run_id, tags)
+        return self._hold(Claim(cell, run_id, resumed=True,
+                                logged=self.store.logged_epochs(run_id)))
+
+    def _close(self, run) -> bool:
+        """End a stale run that cannot be resumed here (no checkpoint on this machine)."""
+        if not self.recorder.claim(run.info.run_id, len(claims_of(run)), self.owner.param()):
+            return False
+        self.recorder.fail_cell(run.info.run_id, "Stale: its launch died and its checkpoint "
+                                "is not on this machine; a new run trains the cell",
+                                status="KILLED")
+        return True
+
+    def _create(self, cell: Cell) -> Claim | None:
+        run_id = self.recorder.start_cell(self.experiment_id, self.parent_run_id, cell,
+                                          self.grid, extra_params={f"{CLAIM}0": self.owner.param()},
+                                          extra_tags=self._owner_tags())
+        rivals = [r for r in self.store.cell_runs(self.experiment_id, cell.id)
+                  if r.info.run_id != run_id and (
+                      (r.info.status == "FINISHED" and not self.rerun)
+                      or (r.info.status == "RUNNING" and not is_stale(r)))]
+        if rivals:
+            self.recorder.withdraw(run_id)
+            return None
+        self.checkpoint_path(cell).unlink(missing_ok=True)  # another run's: never resumed here
+        return self._hold(Claim(cell, run_id))
+
+    def _hold(self, claim: Claim) -> Claim:
+        with self._lock:
+            self.held[claim.cell.index] = claim
+        return claim
+
+    def owns(self, run_id: str) -> bool:
+        """Whether this launch is still the run's latest owner (a launch stalled for longer
+        than STALE_SECONDS may have been taken over)."""
+        owners = claims_of(self.store.get_run(run_id))
+        return bool(owners) and owners[-1] is not None and owners[-1].token == self.owner.token
+
+    def release(self, cell: Cell, keep_checkpoint: bool = True) -> None:
+        """Stop beating the cell's run (it is about to end) and drop its checkpoint unless kept."""
+        with self._lock:
+            self.held.pop(cell.index, None)
+        if not keep_checkpoint:
+            self.checkpoint_path(cell).unlink(missing_ok=True)
+
+    # --- heartbeats
+
+    def start_beating(self) -> None:
+        self._beater = threading.Thread(target=self._beat_forever, daemon=True,
+                                        name="gridrun-heartbeat")
+        self._beater.start()
+
+    def stop_beating(self) -> None:
+        self._stop.set()
+        if self._beater is not None:
+            self._beater.join(timeout=30)
+
+    def _beat_forever(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            with self._lock:
+                runs = [c.run_id for c in self.held.values()]
+                if self.parent_run_id:
+                    runs.append(self.parent_run_id)
+                for run_id in runs:
+                    try:
+                        self.recorder.beat(run_id, time.time())
+                    except Exception:  # noqa: BLE001 - a busy store: the next beat comes soon
+                        pass
+
+
+class ClaimedCells:
+    """The cells this launch trains, in its plan's order, each claimed when an executor pulls
+    it (when a worker is free). Cells someone else holds or finished are passed over. A failed
+    cell queued with `retry` comes out again before the next new one."""
+
+    def __init__(self, cells: Iterator[Cell], claims: Claims, passed_over=None):
+        self.source, self.claims, self.passed_over = cells, claims, passed_over
+        self.retries: deque[Cell] = deque()
+
+    def __iter__(self) -> ClaimedCells:
+        return self
+
+    def __next__(self) -> Cell:
+        if self.retries:
+            return self.retries.popleft()
+        for cell in self.source:
+            if self.claims.claim(cell) is not None:
+                return cell
+            if self.passed_over is not None:
+                self.passed_over(cell)
+        raise StopIteration
+
+    def retry(self, cell: Cell) -> None:
+        self.retries.append(cell)

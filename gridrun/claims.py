@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -151,7 +151,7 @@ class Claim:
     cell: Cell
     run_id: str
     resumed: bool = False  # continues a run a dead or interrupted launch left
-    logged: int = 0  # epochs whose metrics the run already has
+    logged: set[int] = field(default_factory=set)  # epochs whose metrics the run has
     tries: int = 0  # tries that failed so far (--retries)
 
 
@@ -237,12 +237,15 @@ class Claims:
         return None
 
     def _resumable(self, run, cell: Cell) -> bool:
-        """A run is continued when its checkpoint is here, or when it has no epoch yet."""
+        """A run is continued when its checkpoint is here, or when it has at most one epoch
+        logged: a launch killed between recording a cell's first epoch and the worker writing
+        that epoch's checkpoint leaves exactly that, and training the epoch again gives the
+        same numbers (the run keeps the ones it has)."""
         from .train import checkpoint
         saved = checkpoint.meta(self.checkpoint_path(cell))
         if saved is not None and saved.get("run") == run.info.run_id:
             return True
-        return self.store.logged_epochs(run.info.run_id) == 0
+        return self.store.logged_epochs(run.info.run_id) <= 1
 
     def _take_over(self, run, cell: Cell) -> Claim | None:
         run_id = run.info.run_id
@@ -256,7 +259,7 @@ class Claims:
                 "gridrun.reason": ""}
         self.recorder.reopen(run_id, tags)
         return self._hold(Claim(cell, run_id, resumed=True,
-                                logged=self.store.logged_epochs(run_id)))
+                                logged=self.store.logged_steps(run_id)))
 
     def _close(self, run) -> bool:
         """End a stale run that cannot be resumed here (no checkpoint on this machine)."""

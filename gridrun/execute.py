@@ -330,9 +330,9 @@ class _Writer:
                     **self.plan.tags(cell)})
             self.progress.cell_started(self.started, cell, event.worker)
         elif isinstance(event, EpochDone):
-            if event.stats.epoch > claim.logged:  # a resumed cell never logs a step twice
+            if event.stats.epoch not in claim.logged:  # a resumed cell logs no step twice
                 self.recorder.log_epoch(claim.run_id, event.stats)
-                claim.logged = event.stats.epoch
+                claim.logged.add(event.stats.epoch)
             self.progress.epoch_done(cell, event.stats, event.worker)
         elif isinstance(event, CellFinished):
             self.finished(claim, event.result)
@@ -355,10 +355,10 @@ class _Writer:
             return
         t0 = time.perf_counter()
         try:
-            for stats in result.history:  # epochs trained before a kill and never logged
-                if stats.epoch > claim.logged:
+            for stats in result.history:  # epochs a killed launch never logged (its worker
+                if stats.epoch not in claim.logged:  # checkpointed them): from the checkpoint
                     self.recorder.log_epoch(run_id, stats)
-            claim.logged = max(claim.logged, result.epochs_run)
+                    claim.logged.add(stats.epoch)
             if self.log_model == "all":
                 self.warmed_up()
             self.claims.release(cell)

@@ -71,7 +71,7 @@ class ConsoleProgress:
         self.positions[cell.index] = position
         self.epochs[cell.index] = 0
         self.max_epochs = max(self.max_epochs, cell.config["train.max_epochs"])
-        self._show(worker, f"{self._tag(cell)} starting", log=False)
+        self._show(worker, f"{self._tag(cell)} starting")
 
     def epoch_done(self, cell: Cell, stats: EpochStats, worker: int) -> None:
         self.epochs[cell.index] = stats.epoch

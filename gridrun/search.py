@@ -110,15 +110,17 @@ class OptunaPlan:
         storage = f"sqlite:///{folder / 'optuna.db'}" if folder is not None else None
         salt = uuid.uuid4().int % 2**31 if claims is not None and claims.others_running() else 0
         self.study = make_study(grid, storage, salt)
-        if claims is not None:
-            self._retry_dead_trials(claims)
-        self.planned = self.to_run = grid.search.n_trials
+        retried = self._retry_dead_trials(claims) if claims is not None else 0
+        # n_trials new trials, plus those a dead launch left, which continue from checkpoints
+        self.planned = self.to_run = grid.search.n_trials + retried
         self.trials: dict[int, optuna.Trial] = {}  # cell index (trial number) -> trial
         self.passed = 0
 
-    def _retry_dead_trials(self, claims: Claims) -> None:
+    def _retry_dead_trials(self, claims: Claims) -> int:
         """RUNNING trials of launches that died: told from their run when it finished, else
-        failed and enqueued again (the same parameters, hence the same cell and run)."""
+        failed and enqueued again (the same parameters, hence the same cell and run). Returns
+        how many were enqueued."""
+        retried = 0
         monitor = _settings(self.grid, {}).get("train.monitor",
                                                config.OPTIONS["train.monitor"].default)
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -140,6 +142,8 @@ class OptunaPlan:
             except (ValueError, RuntimeError):  # another launch told it first
                 continue
             self.study.enqueue_trial(trial.params, user_attrs={"gridrun.retry_of": trial.number})
+            retried += 1
+        return retried
 
     def cells(self) -> Iterator[Cell]:
         """Trials asked one at a time, until `n_trials` of them were claimed by this launch."""

@@ -17,6 +17,7 @@ gridrun.error.<try> (the error of each retried try).
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -71,9 +72,34 @@ def client(tracking_uri: str | None = None) -> MlflowClient:
     default, sqlite:///mlflow.db in the working directory). Building one costs ~0.7 s against
     SQLite (engine, schema check), so each process builds one per store and keeps it."""
     if tracking_uri not in _CLIENTS:
-        made = MlflowClient(tracking_uri=tracking_uri)
+        with _schema_lock(tracking_uri):
+            made = MlflowClient(tracking_uri=tracking_uri)
+            made._tracking_client.store  # noqa: B018 - opens the store, creating its schema
         _CLIENTS[tracking_uri] = _CLIENTS[made.tracking_uri] = made
     return _CLIENTS[tracking_uri]
+
+
+@contextlib.contextmanager
+def _schema_lock(tracking_uri: str | None):
+    """Hold an exclusive lock on a SQLite store's file while MLflow opens it: MLflow creates a
+    new store's tables on first open, and several launches opening one new store at once
+    otherwise fail with "table ... already exists". An advisory flock on the database file
+    itself: SQLite's own locks are fcntl locks, which flock does not touch, and no lock file
+    is left beside the store."""
+    import mlflow
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    path = uri[len("sqlite:///"):].split("?")[0] if uri.startswith("sqlite:///") else ""
+    if not path or path == ":memory:" or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        yield
+        return
+    import fcntl
+    with open(path, "ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
 
 
 class Store:
@@ -128,10 +154,13 @@ class Store:
             [experiment_id], f"tags.`{KIND}` = 'launch' and attributes.status = 'RUNNING'",
             max_results=1000)
 
+    def logged_steps(self, run_id: str) -> set[int]:
+        """The epochs whose metrics a run has."""
+        return {m.step for m in self.client.get_metric_history(run_id, "val_acc")}
+
     def logged_epochs(self, run_id: str) -> int:
         """The last epoch whose metrics a run has (0: none)."""
-        history = self.client.get_metric_history(run_id, "val_acc")
-        return max((m.step for m in history), default=0)
+        return max(self.logged_steps(run_id), default=0)
 
     def get_run(self, run_id: str):
         return self.client.get_run(run_id)

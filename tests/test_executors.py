@@ -107,7 +107,7 @@ def test_default_split_is_one_single_thread_worker_per_core_capped_by_the_cells(
 @pytest.mark.parametrize("section, message", [
     ("execution: {workers: 0}", "execution.workers: must be an integer >= 1 or auto, got 0"),
     ("execution: {executor: ray}", "execution.executor: unknown value 'ray'; allowed: auto, local, inline"),
-    ("execution: {workerz: 2}", 
+    ("execution: {workerz: 2}",
      "execution: unknown key 'workerz'; allowed: executor, workers, threads, retries"),
     ("track: {log_model: some}", "track.log_model: unknown value 'some'; allowed: best, all, none"),
 ])

@@ -54,7 +54,16 @@ def _alive(pid: int) -> bool:
 
 def worker_main(conn: Connection, files: dict[tuple, str], threads: int, slot: int,
                 launcher: int) -> None:
-    """A worker process: map the datasets, then train the cells it is sent until told to stop."""
+    """A worker process: map the datasets, then train the cells it is sent until told to stop.
+    When the launching process is gone (its end of the pipe closed), the worker just ends."""
+    try:
+        _serve(conn, files, threads, slot, launcher)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        return
+
+
+def _serve(conn: Connection, files: dict[tuple, str], threads: int, slot: int,
+           launcher: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launching process's to handle
     exit_when_orphaned(launcher)
     torch.set_num_threads(threads)
@@ -63,10 +72,7 @@ def worker_main(conn: Connection, files: dict[tuple, str], threads: int, slot: i
     runner = CellRunner({key: open_cached(file) for key, file in files.items()})
     send(conn, ("ready", None))
     while True:
-        try:
-            task = recv(conn)
-        except (EOFError, OSError):  # the launching process is gone
-            return
+        task = recv(conn)
         if task is None:
             return
         cell, awaits_decisions, checkpoint = task
@@ -78,5 +84,7 @@ def worker_main(conn: Connection, files: dict[tuple, str], threads: int, slot: i
                 stats = steps.send(recv(conn) if awaits_decisions else None)
         except StopIteration as done:
             send(conn, ("finished", done.value))
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            raise  # the launching process is gone
         except Exception as e:  # noqa: BLE001 - one broken cell must not end the worker
             send(conn, ("failed", (f"{e.__class__.__name__}: {e}", traceback.format_exc())))

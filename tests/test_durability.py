@@ -1,0 +1,261 @@
+"""Real launches killed with SIGKILL at several moments, then the same command again: every cell
+ends with exactly one FINISHED run, killed cells continue in their own run from their last
+epoch (no step logged twice, none missing) and end with the numbers of an uninterrupted launch.
+Also: concurrent launches split a grid, retries resume from the checkpoint, `gridrun status`
+tells the truth, and a search continues its study."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+GRID = """
+name: durable
+fixed: {data.dataset: digits, model.name: lenet, optim.name: adam, train.patience: 100,
+        train.max_epochs: 25}
+grid:
+  optim.lr: [0.001, 0.002, 0.003]
+"""
+EPOCHS = 25
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "gridrun.cli", *args]
+
+
+def _launch(path: Path, uri: str, *extra: str) -> list[str]:
+    # one thread per worker whatever the worker count: the numbers then match across launches
+    return _cli("launch", str(path), "--tracking-uri", uri, "--threads", "1", *extra)
+
+
+def _run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def _kill_when(cmd: list[str], cwd: Path, pattern: str, deadline_s: float = 300,
+               victim=None) -> str:
+    """Start `cmd`; when a line of its progress matches `pattern`, SIGKILL it (or the process
+    `victim(pid)` names); return what it printed."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen, deadline = "", time.monotonic() + deadline_s
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            seen += line
+            if re.search(pattern, line):
+                os.kill(victim(proc.pid) if victim else proc.pid, signal.SIGKILL)
+                break
+            if not line and proc.poll() is not None:
+                pytest.fail(f"the launch ended before /{pattern}/ was seen:\n{seen}")
+        else:
+            pytest.fail(f"/{pattern}/ not seen in {deadline_s}s:\n{seen}")
+        if victim is None:
+            proc.wait(timeout=60)
+            return seen
+        rest, _ = proc.communicate(timeout=600)
+        return seen + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _cell_runs(uri: str, name: str = "durable") -> dict[str, list]:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    runs: dict[str, list] = {}
+    for run in client.search_runs([exp.experiment_id], max_results=1000):
+        if run.data.tags.get("gridrun.kind") == "cell":
+            runs.setdefault(run.info.run_name, []).append(run)
+    return runs
+
+
+def _history(uri: str, run_id: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in MlflowClient(uri).get_metric_history(run_id, "val_acc"))
+
+
+def _finished_numbers(uri: str) -> dict[str, tuple]:
+    """Per cell: its one FINISHED run's test accuracy and validation curve."""
+    out = {}
+    for name, runs in _cell_runs(uri).items():
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        assert len(finished) == 1, (name, [r.info.status for r in runs])
+        run = finished[0]
+        out[name] = (run.data.metrics["test_acc"], _history(uri, run.info.run_id))
+    return out
+
+
+@pytest.fixture(scope="module")
+def grid_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("grid") / "durable.yaml"
+    path.write_text(GRID)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(grid_file, tmp_path_factory) -> dict[str, tuple]:
+    """The grid launched once, never interrupted."""
+    folder = tmp_path_factory.mktemp("reference")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    done = _run(_launch(grid_file, uri, "--workers", "2"), folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return _finished_numbers(uri)
+
+
+@pytest.mark.parametrize("moment, workers, pattern", [
+    ("before the first epoch", 1, r"\] lr0\.\d+ starting"),
+    ("mid-epoch", 1, r"\] lr0\.\d+ epoch 3/"),
+    ("while recording a result", 2, rf"epoch {EPOCHS}/{EPOCHS}"),
+    ("between cells", 2, r": max_epochs \("),
+])
+def test_a_launch_killed_at_any_moment_is_finished_by_the_same_command(
+        grid_file, reference, tmp_path, moment, workers, pattern):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = _launch(grid_file, uri, "--workers", str(workers))
+    _kill_when(cmd, tmp_path, pattern)
+    before = {name: [(r.info.run_id, r.info.status) for r in runs]
+              for name, runs in _cell_runs(uri).items()}
+    assert before, "the kill came before any run existed: the moment was not tested"
+
+    status = _run(_cli("status", str(grid_file), "--tracking-uri", uri), tmp_path)
+    assert status.returncode == 1, status.stdout
+    assert "stale" in status.stdout and "the next launch resumes it" in status.stdout
+
+    again = _run(cmd, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _finished_numbers(uri) == reference  # one FINISHED run each, the numbers unchanged
+    for name, runs in _cell_runs(uri).items():
+        assert len(runs) == 1, (name, [r.info.status for r in runs])  # resumed, not restarted
+        if name in before:
+            assert runs[0].info.run_id == before[name][0][0]
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("durable")
+    launches = client.search_runs([exp.experiment_id], "tags.`gridrun.kind` = 'launch'")
+    assert sorted(r.info.status for r in launches) == ["FINISHED", "KILLED"]
+    assert not list((tmp_path / ".gridrun").glob("*/*.pt"))  # removed once FINISHED
+    status = _run(_cli("status", str(grid_file), "--tracking-uri", uri), tmp_path)
+    assert status.returncode == 0 and "3 finished" in status.stdout
+
+
+def test_a_grid_killed_twice_on_cifar10_ends_with_every_cell_finished_once(cifar_dir, tmp_path):
+    path = tmp_path / "cifar.yaml"
+    path.write_text("""
+name: durable
+fixed: {data.dataset: cifar10, data.train_size: 600, data.test_size: 200, model.name: lenet,
+        optim.name: sgd, optim.momentum: 0.9, train.max_epochs: 6, train.patience: 100,
+        train.diverge_epochs: 100}
+grid:
+  optim.lr: [0.01, 0.02, 0.05]
+""")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = _launch(path, uri, "--data-dir", str(cifar_dir), "--workers", "2")
+    _kill_when(cmd, tmp_path, r"epoch 2/6")
+    _kill_when(cmd, tmp_path, r"epoch 5/6")
+    again = _run(cmd, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resumed from checkpoints" in again.stdout
+    for name, runs in _cell_runs(uri).items():
+        assert [r.info.status for r in runs] == ["FINISHED"], name
+        steps = [s for s, _ in _history(uri, runs[0].info.run_id)]
+        assert steps == list(range(1, int(runs[0].data.metrics["epochs_run"]) + 1))
+
+
+def test_status_of_a_grid_never_launched_is_all_pending_and_creates_nothing(grid_file, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = _run(_cli("status", str(grid_file), "--tracking-uri", uri, "--format", "json"), tmp_path)
+    assert done.returncode == 1
+    assert '"pending": 3' in done.stdout
+    assert MlflowClient(uri).get_experiment_by_name("durable") is None
+
+
+def _grandchildren(pid: int) -> list[int]:
+    """Processes whose parent's parent is `pid`: the local executor's workers (forked by the
+    fork server the launch started)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return [p for p, parent in parents.items() if parents.get(parent) == pid]
+
+
+def test_a_cell_whose_worker_dies_is_retried_from_its_checkpoint(grid_file, reference, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = _kill_when(_launch(grid_file, uri, "--workers", "1", "--retries", "1"), tmp_path,
+                     r"epoch 4/", victim=lambda launch: _grandchildren(launch)[0])
+    assert "retrying (try 1/2 failed: WorkerDied" in out
+    assert "0 failed" in out
+    assert _finished_numbers(uri) == reference
+    retried = [r for runs in _cell_runs(uri).values() for r in runs
+               if "gridrun.error.1" in r.data.tags]
+    assert len(retried) == 1 and retried[0].data.tags["gridrun.error.1"].startswith("WorkerDied")
+
+
+def test_four_concurrent_launches_split_the_grid_on_one_sqlite_store(tmp_path):
+    path = tmp_path / "shared.yaml"
+    path.write_text("""
+name: durable
+fixed: {data.dataset: digits, model.name: lenet, optim.name: adam, train.max_epochs: 6,
+        train.patience: 100}
+grid:
+  optim.lr: [0.001, 0.002, 0.003, 0.004]
+  train.label_smoothing: [0.0, 0.1]
+""")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    procs = [subprocess.Popen(_launch(path, uri, "--workers", "1"), cwd=tmp_path, env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(outs)
+    assert not any("database is locked" in out for out in outs)
+    ran = [int(m.group(1)) for out in outs for m in re.finditer(r"ran (\d+) cells", out)]
+    assert sum(ran) == 8, outs  # each cell trained by exactly one launch
+    runs = _cell_runs(uri)
+    assert len(runs) == 8
+    for name, cell_runs in runs.items():
+        assert [r.info.status for r in cell_runs] == ["FINISHED"], name
+        assert [s for s, _ in _history(uri, cell_runs[0].info.run_id)] == list(range(1, 7))
+
+
+def test_a_search_continues_its_study_and_a_killed_trial_is_not_lost(tmp_path):
+    path = tmp_path / "search.yaml"
+    path.write_text("""
+name: durable
+fixed: {data.dataset: digits, model.name: lenet, optim.name: adam, train.max_epochs: 15,
+        train.patience: 100}
+search:
+  n_trials: 2
+  sampler: random
+  pruner: none
+  space:
+    optim.lr: {low: 0.0005, high: 0.005, log: true}
+""")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = _launch(path, uri, "--workers", "1")
+    first = _run(cmd, tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    _kill_when(cmd, tmp_path, r"epoch 5/15")  # the second launch's first trial, mid-way
+    killed = {name: runs[0].info.run_id for name, runs in _cell_runs(uri).items()
+              if runs[0].info.status == "RUNNING"}
+    assert len(killed) == 1
+    third = _run(cmd, tmp_path)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "1 resumed from checkpoints" in third.stdout
+    runs = [r for rs in _cell_runs(uri).values() for r in rs]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert killed.popitem()[1] in {r.info.run_id for r in runs}  # the killed trial, finished
+    # 2 trials per launch, all distinct: launch 1's two, launch 2's killed one, launch 3's two
+    assert len(runs) == 5
+    assert len({r.data.params["optim.lr"] for r in runs}) == 5
+    assert list((tmp_path / ".gridrun").glob("*/optuna.db"))

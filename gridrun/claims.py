@@ -153,6 +153,7 @@ class Claim:
     resumed: bool = False  # continues a run a dead or interrupted launch left
     logged: set[int] = field(default_factory=set)  # epochs whose metrics the run has
     tries: int = 0  # tries that failed so far (--retries)
+    from_epoch: int = 0  # the epoch of the checkpoint it resumes from
 
 
 class Claims:
@@ -255,11 +256,13 @@ class Claims:
         saved = checkpoint.meta(self.checkpoint_path(cell))
         if saved is None or saved.get("run") != run_id:
             self.checkpoint_path(cell).unlink(missing_ok=True)
+            saved = None
         tags = {**self._owner_tags(), "gridrun.resumed": str(len(claims_of(run))),
                 "gridrun.reason": ""}
         self.recorder.reopen(run_id, tags)
         return self._hold(Claim(cell, run_id, resumed=True,
-                                logged=self.store.logged_steps(run_id)))
+                                logged=self.store.logged_steps(run_id),
+                                from_epoch=saved["epoch"] if saved else 0))
 
     def _close(self, run) -> bool:
         """End a stale run that cannot be resumed here (no checkpoint on this machine)."""

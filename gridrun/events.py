@@ -111,14 +111,15 @@ class Progress(Protocol):
     """What a launch reports as it goes; `gridrun.progress` draws it in the terminal."""
 
     def launch_started(self, grid: Grid, todo: int, skipped: int, workers: int) -> None: ...
-    def cell_started(self, position: int, cell: Cell, worker: int) -> None: ...
+    def cell_started(self, position: int, cell: Cell, worker: int,
+                     resumed_after: int = 0) -> None: ...  # epochs an earlier launch trained
     def epoch_done(self, cell: Cell, stats: EpochStats, worker: int) -> None: ...
     def cell_done(self, cell: Cell, outcome: str, detail: str) -> None: ...
 
 
 class SilentProgress:
     def launch_started(self, grid, todo, skipped, workers): pass
-    def cell_started(self, position, cell, worker): pass
+    def cell_started(self, position, cell, worker, resumed_after=0): pass
     def epoch_done(self, cell, stats, worker): pass
     def cell_done(self, cell, outcome, detail): pass
 

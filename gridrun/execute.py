@@ -227,10 +227,10 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
             record_grid(recorder, report.parent_run_id, grid)
         except Exception as e:  # noqa: BLE001 - the cells are recorded; the plots are extras
             warnings.warn(f"could not log the grid's summary plots: {e}")
-    except BaseException:
+    except BaseException as e:
         status = "KILLED"
         engine.stop()
-        writer.kill_running()
+        writer.kill_running(e)
         raise
     finally:
         claims.stop_beating()
@@ -328,7 +328,7 @@ class _Writer:
                 self.recorder.set_tags(claim.run_id, {
                     "gridrun.data_source": self.images[dataset_key(cell.config)].source,
                     **self.plan.tags(cell)})
-            self.progress.cell_started(self.started, cell, event.worker)
+            self.progress.cell_started(self.started, cell, event.worker, claim.from_epoch)
         elif isinstance(event, EpochDone):
             if event.stats.epoch not in claim.logged:  # a resumed cell logs no step twice
                 self.recorder.log_epoch(claim.run_id, event.stats)
@@ -423,13 +423,14 @@ class _Writer:
             self.warm_up.join()
             self.warm_up = None
 
-    def kill_running(self) -> None:
-        """An interrupted launch: the cells in progress end KILLED with their checkpoints kept,
-        so the same command resumes them from their last epoch."""
+    def kill_running(self, why: BaseException) -> None:
+        """An interrupted launch (Ctrl-C, or an error of the launch itself, e.g. its output
+        closed): the cells in progress end KILLED with their checkpoints kept, so the same
+        command resumes them from their last epoch."""
         for claim in list(self.claims.held.values()):
             self.claims.release(claim.cell)
             try:
-                self.recorder.fail_cell(claim.run_id, "KeyboardInterrupt: the launch was "
+                self.recorder.fail_cell(claim.run_id, f"{why.__class__.__name__}: the launch was "
                                         "interrupted; the same command resumes the cell",
                                         status="KILLED")
             except Exception:  # noqa: BLE001 - recording what we can while stopping

@@ -67,11 +67,13 @@ class ConsoleProgress:
                              refresh_per_second=4)
             self.live.start()
 
-    def cell_started(self, position: int, cell: Cell, worker: int) -> None:
+    def cell_started(self, position: int, cell: Cell, worker: int, resumed_after: int = 0
+                     ) -> None:
         self.positions[cell.index] = position
-        self.epochs[cell.index] = 0
+        self.epochs[cell.index] = resumed_after
         self.max_epochs = max(self.max_epochs, cell.config["train.max_epochs"])
-        self._show(worker, f"{self._tag(cell)} starting")
+        self._show(worker, f"{self._tag(cell)} " + (
+            f"resuming after epoch {resumed_after}" if resumed_after else "starting"))
 
     def epoch_done(self, cell: Cell, stats: EpochStats, worker: int) -> None:
         self.epochs[cell.index] = stats.epoch

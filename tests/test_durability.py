@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from .test_server import mlflow_server  # noqa: F401 - the fixture, for the server variant
+
 GRID = """
 name: durable
 fixed: {data.dataset: digits, model.name: lenet, optim.name: adam, train.patience: 100,
@@ -202,7 +204,8 @@ def test_a_cell_whose_worker_dies_is_retried_from_its_checkpoint(grid_file, refe
     assert len(retried) == 1 and retried[0].data.tags["gridrun.error.1"].startswith("WorkerDied")
 
 
-def test_four_concurrent_launches_split_the_grid_on_one_sqlite_store(tmp_path):
+@pytest.mark.parametrize("store", ["sqlite", "mlflow server"])
+def test_four_concurrent_launches_split_the_grid_on_one_store(tmp_path, request, store):
     path = tmp_path / "shared.yaml"
     path.write_text("""
 name: durable
@@ -212,7 +215,8 @@ grid:
   optim.lr: [0.001, 0.002, 0.003, 0.004]
   train.label_smoothing: [0.0, 0.1]
 """)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = (f"sqlite:///{tmp_path / 'mlflow.db'}" if store == "sqlite"
+           else request.getfixturevalue("mlflow_server"))
     procs = [subprocess.Popen(_launch(path, uri, "--workers", "1"), cwd=tmp_path, env=ENV,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(4)]

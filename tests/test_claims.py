@@ -1,0 +1,123 @@
+"""Claims on real stores: of several processes racing for one cell, exactly one gets it, on a
+SQLite file and behind a real `mlflow server`; stale runs are told from live ones."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from gridrun import claims as claims_module
+from gridrun.claims import Claims, is_stale
+from gridrun.grid import load_grid
+from gridrun.tracking import Recorder
+
+from .test_server import mlflow_server  # noqa: F401 - the fixture
+
+GRID = """
+name: claimed
+fixed: {data.dataset: digits, model.name: lenet}
+grid:
+  optim.lr: [0.001, 0.002]
+"""
+RACERS = 4
+
+
+def _claims(uri: str, grid_path: str, tmp: str) -> tuple[Claims, object]:
+    grid = load_grid(grid_path)
+    recorder = Recorder(uri)
+    exp = recorder.experiment_id(grid.name)
+    claims = Claims(recorder, exp, grid, __import__("pathlib").Path(tmp))
+    claims.parent_run_id = recorder.start_launch(exp, grid, 2, claims.launch_tags())
+    return claims, grid
+
+
+def _race(uri: str, grid_path: str, tmp: str, start, results) -> None:
+    """One racing launch (a process of its own): claim the grid's first cell when all start."""
+    claims, grid = _claims(uri, grid_path, tmp)
+    start.wait()
+    got = claims.claim(grid.cells()[0])
+    results.put(got.run_id if got else None)
+    time.sleep(3)  # alive (and so live) until every racer has looked
+
+
+def _run_race(uri: str, grid_path: str, tmp: str) -> list:
+    ctx = mp.get_context("spawn")
+    start, results = ctx.Barrier(RACERS), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(uri, grid_path, tmp, start, results))
+             for _ in range(RACERS)]
+    for p in procs:
+        p.start()
+    won = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    return won
+
+
+def _cell_runs(uri: str) -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("claimed")
+    return [r for r in client.search_runs([exp.experiment_id])
+            if r.data.tags.get("gridrun.kind") == "cell"]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def grid_path(write_grid):
+    return str(write_grid(GRID))
+
+
+def _check_one_winner(uri, grid_path, tmp_path, before: set[str] = frozenset()):
+    won = _run_race(uri, grid_path, str(tmp_path))
+    winners = [w for w in won if w]
+    assert len(winners) == 1, won
+    live = [r for r in _cell_runs(uri) if r.info.status == "RUNNING"]
+    assert [r.info.run_id for r in live] == winners
+    return winners[0]
+
+
+def test_racing_launches_create_one_run_for_a_cell_on_sqlite(tracking_uri, grid_path, tmp_path):
+    _check_one_winner(tracking_uri, grid_path, tmp_path)
+
+
+def test_racing_launches_take_over_a_dead_launchs_run_once(tracking_uri, grid_path, tmp_path):
+    claims, grid = _claims(tracking_uri, grid_path, str(tmp_path))
+    dead = claims_module.Owner("deadbeef", claims_module.HOST, _dead_pid(), time.time())
+    claims.owner = dead  # a run created by a launch that has since died
+    left = claims.claim(grid.cells()[0])
+    assert is_stale(MlflowClient(tracking_uri).get_run(left.run_id))
+    winner = _check_one_winner(tracking_uri, grid_path, tmp_path)
+    assert winner == left.run_id  # taken over (it has no epoch yet), not replaced
+    params = MlflowClient(tracking_uri).get_run(winner).data.params
+    assert params["gridrun.claim.0"].startswith("deadbeef ")
+    assert "gridrun.claim.1" in params and "gridrun.claim.2" not in params
+
+
+def test_racing_launches_create_one_run_behind_an_mlflow_server(
+        mlflow_server, grid_path, tmp_path):  # noqa: F811
+    _check_one_winner(mlflow_server, grid_path, tmp_path)
+
+
+def test_a_run_is_stale_when_its_owner_died_here_or_stopped_beating(
+        tracking_uri, grid_path, tmp_path, monkeypatch):
+    claims, grid = _claims(tracking_uri, grid_path, str(tmp_path))
+    client = MlflowClient(tracking_uri)
+    mine = client.get_run(claims.claim(grid.cells()[0]).run_id)
+    assert not is_stale(mine)  # this process: alive
+    claims.owner = claims_module.Owner("elsewhere", "another-host", 1, time.time())
+    theirs = client.get_run(claims.claim(grid.cells()[1]).run_id)
+    assert not is_stale(theirs)  # another host, beating recently
+    monkeypatch.setattr(claims_module, "STALE_SECONDS", 0.5)
+    time.sleep(1)
+    assert is_stale(theirs)  # another host, silent for longer than the timeout
+    client.set_tag(theirs.info.run_id, "gridrun.heartbeat", f"{time.time():.1f}")
+    assert not is_stale(client.get_run(theirs.info.run_id))  # a beat revives it

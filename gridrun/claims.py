@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from .errors import GridError
 from .tracking import CLAIM, HEARTBEAT, Recorder
 
 if TYPE_CHECKING:
@@ -66,12 +67,25 @@ def state_root(tracking_uri: str, given: str | None = None) -> Path:
     return Path.cwd().resolve() / ".gridrun"
 
 
+def check_state_root(root: Path) -> None:
+    """The state directory exists (or can be made) and takes files: checked before a launch
+    creates anything in the tracking store."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise GridError(f"cannot write checkpoints to {root}: {e.strerror or e}; give a "
+                        "writable folder", "--state-dir") from None
+
+
 def state_folder(root: Path, tracking_uri: str, experiment_id: str, name: str) -> Path:
     """One folder per experiment of one tracking store (two stores beside each other may both
     have an experiment 1), with a note of which it is."""
     digest = hashlib.sha1(tracking_uri.encode()).hexdigest()[:8]
     folder = root / f"experiment-{experiment_id}-{digest}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)  # `root` was checked by check_state_root
     note = folder / "experiment.json"
     if not note.exists():
         note.write_text(json.dumps({"tracking_uri": tracking_uri, "experiment_id": experiment_id,

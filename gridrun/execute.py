@@ -22,7 +22,7 @@ from .data import ImageSet, check_sizes, dataset_key, load_dataset
 from .errors import GridError
 from .events import (CellFailed, CellFinished, CellResult, CellStarted, EpochDone, LaunchReport,
                      Progress, SilentProgress)
-from .claims import Claim, ClaimedCells, Claims, state_folder, state_root
+from .claims import Claim, ClaimedCells, Claims, check_state_root, state_folder, state_root
 from .grid import Cell, Grid
 from .tracking import Recorder
 
@@ -172,9 +172,10 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     engine.start()  # the workers map the data while the store is read and set up
     try:
         recorder = Recorder(tracking_uri)
+        root = state_root(recorder.tracking_uri, state_dir)
+        check_state_root(root)
         experiment_id = recorder.experiment_id(grid.name)
-        folder = state_folder(state_root(recorder.tracking_uri, state_dir),
-                              recorder.tracking_uri, experiment_id, grid.name)
+        folder = state_folder(root, recorder.tracking_uri, experiment_id, grid.name)
         claims = Claims(recorder, experiment_id, grid, folder, rerun)
         claims.close_stale_launches()
         elsewhere = 0

@@ -5,9 +5,11 @@ Also: concurrent launches split a grid, retries resume from the checkpoint, `gri
 tells the truth, and a search continues its study."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,11 +23,11 @@ from .test_server import mlflow_server  # noqa: F401 - the fixture, for the serv
 GRID = """
 name: durable
 fixed: {data.dataset: digits, model.name: lenet, optim.name: adam, train.patience: 100,
-        train.max_epochs: 25}
+        train.max_epochs: 15}
 grid:
   optim.lr: [0.001, 0.002, 0.003]
 """
-EPOCHS = 25
+EPOCHS = 15
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -179,6 +181,32 @@ def test_status_of_a_grid_never_launched_is_all_pending_and_creates_nothing(grid
     assert MlflowClient(uri).get_experiment_by_name("durable") is None
 
 
+def test_status_shows_a_live_launchs_cells_running_and_exits_0_only_at_the_end(grid_file,
+                                                                             tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen(_launch(grid_file, uri, "--workers", "1"), cwd=tmp_path, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:
+            if re.search(r"\] lr0\.\d+ epoch 2/", line):
+                break
+        now = _run(_cli("status", str(grid_file), "--tracking-uri", uri, "--format", "json"),
+                   tmp_path)
+        assert now.returncode == 1
+        found = json.loads(now.stdout)
+        running = [c for c in found["cells"] if c["state"] == "running"]
+        assert len(running) == 1 and found["counts"]["pending"] == 2
+        assert running[0]["host"] == socket.gethostname()
+        assert 0 <= running[0]["heartbeat_age_s"] < 60 and running[0]["epochs"] >= 2
+        proc.stdout.read()
+        assert proc.wait(timeout=600) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = _run(_cli("status", str(grid_file), "--tracking-uri", uri), tmp_path)
+    assert done.returncode == 0 and "3 finished" in done.stdout
+
+
 def _grandchildren(pid: int) -> list[int]:
     """Processes whose parent's parent is `pid`: the local executor's workers (forked by the
     fork server the launch started)."""
@@ -209,7 +237,7 @@ def test_four_concurrent_launches_split_the_grid_on_one_store(tmp_path, request,
     path = tmp_path / "shared.yaml"
     path.write_text("""
 name: durable
-fixed: {data.dataset: digits, model.name: lenet, optim.name: adam, train.max_epochs: 6,
+fixed: {data.dataset: digits, model.name: lenet, optim.name: adam, train.max_epochs: 3,
         train.patience: 100}
 grid:
   optim.lr: [0.001, 0.002, 0.003, 0.004]
@@ -229,7 +257,7 @@ grid:
     assert len(runs) == 8
     for name, cell_runs in runs.items():
         assert [r.info.status for r in cell_runs] == ["FINISHED"], name
-        assert [s for s, _ in _history(uri, cell_runs[0].info.run_id)] == list(range(1, 7))
+        assert [s for s, _ in _history(uri, cell_runs[0].info.run_id)] == [1, 2, 3]
 
 
 def test_a_search_continues_its_study_and_a_killed_trial_is_not_lost(tmp_path):
@@ -263,3 +291,15 @@ search:
     assert len(runs) == 5
     assert len({r.data.params["optim.lr"] for r in runs}) == 5
     assert list((tmp_path / ".gridrun").glob("*/optuna.db"))
+
+
+def test_an_unwritable_state_dir_is_one_error_line_before_anything_is_recorded(grid_file,
+                                                                              tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (tmp_path / "a-file").write_text("")
+    done = _run(_launch(grid_file, uri, "--state-dir", str(tmp_path / "a-file" / "state")),
+                tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: --state-dir: cannot write checkpoints to ")
+    assert len(done.stderr.splitlines()) == 1
+    assert MlflowClient(uri).get_experiment_by_name("durable") is None

@@ -183,9 +183,16 @@ class Recorder:
 
     def experiment_id(self, name: str) -> str:
         """The grid's experiment, created (or restored from the trash) for writing."""
+        from mlflow.exceptions import MlflowException
+
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
-            return self.client.create_experiment(name)
+            try:
+                return self.client.create_experiment(name)
+            except MlflowException as e:  # another launch of the grid created it just now
+                if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                exp = self.client.get_experiment_by_name(name)
         if exp.lifecycle_stage == "deleted":
             self.client.restore_experiment(exp.experiment_id)
         return exp.experiment_id

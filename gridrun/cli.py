@@ -15,14 +15,41 @@ import click
 from .errors import GridError
 
 
+def error_line(problem: str, where: str | None = None) -> str:
+    """The one format of every error the CLI prints: `error: <where>: <what>; <allowed>`,
+    on one line, with what the user typed escaped (no newline or terminal escape gets
+    through)."""
+    text = f"{where}: {problem}" if where else problem
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return f"error: {text}"
+
+
+def _usage_error(e: click.UsageError) -> None:
+    """Click's usage errors (a missing argument, a directory given for a file, an unknown
+    option) as one line, like every other error, then exit code 2."""
+    where = e.ctx.command_path if e.ctx is not None else "gridrun"
+    message = e.format_message().rstrip(".")
+    click.echo(error_line(f"{message}; see '{where} --help'", where), err=True)
+    sys.exit(2)
+
+
 class _Group(click.Group):
-    """Turns a GridError anywhere in a command into one line on stderr and exit code 2."""
+    """Turns a GridError or a usage error anywhere in a command into one line on stderr and exit
+    code 2."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as e:
+            _usage_error(e)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:
+            _usage_error(e)
         except GridError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(error_line(str(e)), err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: cells in progress are recorded as KILLED with their "
@@ -211,9 +238,11 @@ def status(grid_file, overrides, overrides_list, fmt, tracking_uri):
     """
     from . import status as statuses
     from .grid import load_grid
+    from .tracking import check_tracking_uri
 
     _quiet_mlflow()
     grid = load_grid(grid_file, _all_overrides(overrides, overrides_list))
+    check_tracking_uri(tracking_uri)
     found = statuses.grid_status(grid, tracking_uri)
     click.echo(statuses.render_json(found) if fmt == "json" else statuses.render(found), nl=False)
     if not found["complete"]:
@@ -285,10 +314,12 @@ def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, over
     parent run.
     """
     from . import summary as summaries
+    from .tracking import check_tracking_uri
 
     _quiet_mlflow()
     if (grid_file is None) == (experiment is None):
         raise GridError("give either a grid file or --experiment NAME", "summary")
+    check_tracking_uri(tracking_uri)
     given = _all_overrides(overrides, overrides_list)
     grid = (summaries.grid_as_launched(grid_file, given or None, tracking_uri)
             if grid_file else None)

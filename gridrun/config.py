@@ -73,9 +73,11 @@ def _options() -> dict[str, Option]:
     positive = (lambda v: v > 0, "> 0")
     at_least_1 = (lambda v: v >= 1, ">= 1")
     non_negative = (lambda v: v >= 0, ">= 0")
+    # numpy's and sklearn's seeds are 32-bit: a larger one fails inside a run, not here
+    seed_range = (lambda v: 0 <= v < 2**32, "in [0, 2^32 - 1]")
     fraction = (lambda v: 0 <= v < 1, "in [0, 1)")
     opts = [
-        Option("seed", "int", 0, check=non_negative, doc="random seed of the cell"),
+        Option("seed", "int", 0, check=seed_range, doc="random seed of the cell"),
         # data
         Option("data.dataset", "str", "cifar10", choices=DATASETS),
         Option("data.val_fraction", "float", 0.1, check=(lambda v: 0 < v < 1, "in (0, 1)"),
@@ -94,7 +96,7 @@ def _options() -> dict[str, Option]:
         Option("data.normalize", "str", "dataset", choices=NORMALIZE,
                doc="dataset: its mean/std; symmetric: mean 0.5 std 0.5; centered: mean 0.5 std 1 "
                    "(inputs in [-0.5, 0.5]); imagenet: ImageNet mean/std; none"),
-        Option("data.split_seed", "int", 0, check=non_negative,
+        Option("data.split_seed", "int", 0, check=seed_range,
                doc="seed of the validation split and subsets, shared by all cells"),
         # model
         Option("model.name", "str", "base4", choices=lambda: tuple(MODELS)),
@@ -164,17 +166,45 @@ def _options() -> dict[str, Option]:
 
 
 def _valid_device(v: str) -> bool:
-    return v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+    # ASCII digits only: str.isdigit() also takes "cuda:٣" (an Arabic-Indic three)
+    return v in ("auto", "cpu", "cuda", "mps") or (
+        v.startswith("cuda:") and v[5:].isascii() and v[5:].isdigit())
 
 
 OPTIONS = _options()
 SECTIONS = sorted({k.split(".")[0] for k in OPTIONS if "." in k})
 
 
+# what users write for a key, by meaning rather than spelling (the last part of a dotted key)
+SYNONYMS = {
+    "learning_rate": "optim.lr", "learningrate": "optim.lr", "lr": "optim.lr", "eta": "optim.lr",
+    "optimizer": "optim.name", "optimiser": "optim.name", "wd": "optim.weight_decay",
+    "l2": "optim.weight_decay", "weight_decay": "optim.weight_decay",
+    "epochs": "train.max_epochs", "max_epochs": "train.max_epochs", "num_epochs":
+    "train.max_epochs", "n_epochs": "train.max_epochs", "early_stopping": "train.patience",
+    "patience": "train.patience", "batch": "data.batch_size", "batchsize": "data.batch_size",
+    "batch_size": "data.batch_size", "bs": "data.batch_size", "architecture": "model.name",
+    "arch": "model.name", "network": "model.name", "net": "model.name", "model": "model.name",
+    "dataset": "data.dataset", "data": "data.dataset", "random_seed": "seed", "seed": "seed",
+    "scheduler": "train.scheduler", "lr_scheduler": "train.scheduler", "device": "train.device",
+    "precision": "train.precision", "dtype": "train.precision", "momentum": "optim.momentum",
+    "drop_out": "model.dropout", "dropout_rate": "model.dropout", "activation":
+    "model.conv_activation",
+}
+
+
 def unknown_key_message(key: str) -> str:
-    close = difflib.get_close_matches(key, list(OPTIONS), n=1, cutoff=0.6)
+    """`unknown key 'optim.learning_rate' (did you mean 'optim.lr'?)`: by meaning first (a
+    known synonym of the key's last part), then by spelling."""
+    last = key.rsplit(".", 1)[-1].lower().replace("-", "_")
+    meant = SYNONYMS.get(last) or SYNONYMS.get(last.replace("_", ""))
+    if meant is not None and meant in OPTIONS and meant != key:
+        close = [meant]
+    else:
+        close = difflib.get_close_matches(key, list(OPTIONS), n=1, cutoff=0.6)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown key '{key}'{hint}"
+    shown = repr(key) if any(not c.isprintable() for c in key) else f"'{key}'"
+    return f"unknown key {shown}{hint}"
 
 
 def check_value(key: str, value: Any, where: str) -> Any:

@@ -343,7 +343,11 @@ def _fingerprint(path: Path) -> str:
     for dirpath, dirnames, filenames in sorted(os.walk(path)):
         dirnames.sort()
         for name in sorted(filenames):
-            st = os.stat(os.path.join(dirpath, name))
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError as e:  # e.g. a symlink whose target is gone
+                raise GridError(f"cannot read this file ({e.strerror}); remove or fix it",
+                                os.path.join(dirpath, name)) from None
             h.update(f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:20]
 
@@ -415,7 +419,12 @@ def validation_size(n_train: int, val_fraction: float, train_size: int | None,
 
 def check_sizes(images: ImageSet, val_fraction: float, train_size: int | None,
                 test_size: int | None, where: str, val_size: int | None = None) -> None:
-    """Subsets larger than what the dataset holds are input errors, found before training."""
+    """Subsets larger than what the dataset holds, and datasets a classifier cannot learn from
+    (one class: 100 % accuracy that means nothing), are input errors, found before training."""
+    if images.num_classes < 2:
+        raise GridError(f"{images.name} has {images.num_classes} class(es) "
+                        f"({', '.join(images.classes) or 'none'}); a classifier needs at least 2 "
+                        "class folders", where)
     total = len(images.train_y)
     n_val = validation_size(total, val_fraction, None, val_size)  # with the whole set trained on
     n_train = total - n_val

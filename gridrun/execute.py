@@ -24,7 +24,7 @@ from .events import (CellFailed, CellFinished, CellResult, CellStarted, EpochDon
                      Progress, SilentProgress)
 from .claims import Claim, ClaimedCells, Claims, check_state_root, state_folder, state_root
 from .grid import Cell, Grid
-from .tracking import Recorder
+from .tracking import Recorder, check_tracking_uri
 
 __all__ = ["launch", "LaunchReport", "GridPlan", "prepare_data", "check_models"]
 
@@ -42,22 +42,75 @@ def prepare_data(grid: Grid, cells: list[Cell], data_dir: str | None) -> dict[tu
     return images
 
 
-def _count_params(cfg: dict, dataset: ImageSet, limit: int | None) -> int:
-    """The cell's parameter count, from its model built without weights (milliseconds for the
-    report networks). A model that cannot be built counts 0 and fails as its cell, unless a
-    limit needs the count: then its error is raised here, before any run exists."""
+def _available_bytes() -> int:
+    """Physical memory of this machine (the CPU's; a GPU's when training there is checked by
+    CUDA itself)."""
+    import os
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def _model_cost(cfg: dict, dataset: ImageSet, limit: int | None, where: str) -> int:
+    """The cell's parameter count, from its model built on PyTorch's `meta` device (shapes, no
+    memory), and a shape-only forward pass: a model that cannot run on the configured image size
+    (a kernel larger than the image) or that would need more memory than this machine has (a
+    million filters, `image_size: 100000`) is refused here, before any run exists. A builder
+    that needs real tensors is built on the CPU instead."""
+    import torch
+
     from .models import count_params
     from .train import build_cell_model
 
     channels, stored, _ = dataset.image_shape
+    size = cfg["data.image_size"] or stored
     cfg = {**cfg, "model.pretrained": False} if cfg.get("model.pretrained") else cfg
+    name = cfg["model.name"]
+
+    def refuse(e: Exception) -> GridError:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        return GridError(f"{name} cannot run on {channels}x{size}x{size} images ({reason}); "
+                         "allowed: a larger data.image_size or a smaller model", where)
+
+    device = "meta"
     try:
-        return count_params(build_cell_model(cfg, dataset.num_classes, channels,
-                                             cfg["data.image_size"] or stored))[0]
-    except Exception:  # noqa: BLE001
-        if limit is not None:
+        with torch.device(device):
+            model = build_cell_model(cfg, dataset.num_classes, channels, size)
+    except GridError:
+        raise
+    except Exception:  # noqa: BLE001 - a builder that needs real tensors: build it for real
+        device = "cpu"
+        try:
+            model = build_cell_model(cfg, dataset.num_classes, channels, size)
+        except GridError:
             raise
-        return 0
+        except Exception as e:  # noqa: BLE001
+            raise refuse(e) from None
+    params = count_params(model)[0]
+    outputs: list[int] = []
+    hooks = [m.register_forward_hook(
+        lambda _m, _i, out: outputs.append(out.numel()) if isinstance(out, torch.Tensor) else None)
+        for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, channels, size, size, device=device))
+    except Exception as e:  # noqa: BLE001 - say which model and size; the first line says why
+        raise refuse(e) from None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # training holds weights, gradients and up to two optimizer states (4 x fp32 per
+    # parameter) and every layer's output for the backward pass, with its gradient (2 x fp32
+    # per activation value, per image of a batch)
+    need = 16 * params + 8 * sum(outputs) * cfg["data.batch_size"]
+    have = _available_bytes()
+    if need > have:
+        raise GridError(f"{name} at {size}x{size} with batch {cfg['data.batch_size']} would need "
+                        f"about {need / 2**30:,.1f} GiB to train ({params:,} parameters); this "
+                        f"machine has {have / 2**30:,.1f} GiB; allowed: a smaller model, image "
+                        "size or batch", where)
+    return params
 
 
 def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -> dict[int, int]:
@@ -65,6 +118,7 @@ def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -
     on the device, for every cell, before any run exists. Returns each cell's parameter count
     (keyed by cell index): each distinct model is built once."""
     from .train import check_precision
+    from .train.precision import check_device
 
     counted: dict[str, int] = {}
     sizes: dict[int, int] = {}
@@ -75,6 +129,9 @@ def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -
                 check_weights(cfg["model.name"])
             except GridError as e:
                 raise GridError(f"cell {cell.name}: {e}", grid.path) from None
+        problem = check_device(cfg["train.device"])
+        if problem:
+            raise GridError(f"train.device: {problem}", grid.path)
         problem = check_precision(cfg["train.precision"], cfg["train.device"])
         if problem:
             raise GridError(f"train.precision: {problem}", grid.path)
@@ -82,8 +139,10 @@ def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -
         channels = dataset.image_shape[0]
         model_keys = {k: v for k, v in cfg.items() if k.startswith("model.")}
         key = repr(sorted(model_keys.items())) + repr((dataset.num_classes, channels))
+        key += repr((cfg["data.image_size"], cfg["data.batch_size"]))
         if key not in counted:
-            counted[key] = _count_params(cfg, dataset, limit=cfg.get("model.max_params"))
+            counted[key] = _model_cost(cfg, dataset, cfg.get("model.max_params"),
+                                       f"{grid.path}: cell {cell.name}")
         sizes[cell.index] = counted[key]
         limit = cfg.get("model.max_params")
         if limit is not None and counted[key] > limit:
@@ -153,6 +212,7 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     `keep_checkpoints` override the grid file's `execution:` and `track:` sections.
     """
     progress = progress or SilentProgress()
+    check_tracking_uri(tracking_uri)  # before anything is decoded or created
     if (executor or grid.execution.get("executor")) != "inline":
         from .executors import warm_up
         warm_up()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +106,36 @@ class Grid:
 # --- reading ---------------------------------------------------------------------------------
 
 class _SafeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (no python/object tags) that also counts nodes through aliases."""
+    """PyYAML's safe loader (no python/object tags) that also counts nodes through aliases,
+    refuses a key given twice in one mapping (YAML would silently keep the last), and reads
+    `1e-3` as the number users mean (YAML 1.1 wants `1.0e-3`)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise GridError(f"key {_quoted(key)} given twice in one mapping (lines "
+                                        f"{seen[key] + 1} and {key_node.start_mark.line + 1})")
+                    seen[key] = key_node.start_mark.line
+                except TypeError:  # an unhashable key: the constructor reports it
+                    pass
+        return super().construct_mapping(node, deep)
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def _quoted(text) -> str:
+    """What the user typed, safe to print on one line: quoted, with newlines and control
+    characters (ANSI escapes) escaped."""
+    return repr(str(text)) if any(not c.isprintable() for c in str(text)) else f"'{text}'"
 
 
 def _expanded_size(node, memo: dict) -> int:
@@ -139,6 +169,11 @@ def read_yaml(text: str, where: str) -> Any:
             return loader.construct_document(node)
         finally:
             loader.dispose()
+    except RecursionError:
+        raise GridError("YAML nested too deeply (over about 900 levels); refusing it",
+                        where) from None
+    except GridError as e:  # from the loader: a key given twice
+        raise GridError(str(e), where) from None
     except yaml.constructor.ConstructorError as e:
         tag = getattr(e.problem_mark, "line", None)
         line = f" (line {tag + 1})" if tag is not None else ""
@@ -160,9 +195,14 @@ def _flatten(mapping: Any, where: str, prefix: str = "") -> dict[str, Any]:
             raise GridError(f"keys must be strings, got {key!r}", where)
         full = f"{prefix}{key}"
         if isinstance(value, dict) and full in config.SECTIONS:
-            flat.update(_flatten(value, f"{where}.{key}", prefix=f"{full}."))
+            inner = _flatten(value, f"{where}.{key}", prefix=f"{full}.")
         else:
-            flat[full] = value
+            inner = {full: value}
+        for k in inner:
+            if k in flat:
+                raise GridError(f"{_quoted(k)} is given twice (nested and dotted); keep one",
+                                where)
+        flat.update(inner)
     return flat
 
 
@@ -186,6 +226,8 @@ def _axis(name: str, raw: Any, where: str) -> Axis:
         for label, settings in raw.items():
             if not isinstance(label, (str, int, float)) or isinstance(label, bool):
                 raise GridError(f"bundle labels must be names, got {label!r}", where)
+            if str(label) in (v[0] for v in values):  # 1 and "1": one name, two cells
+                raise GridError(f"label {_quoted(label)} is given twice", where)
             values.append((str(label), _settings(settings or {}, f"{where}.{label}")))
         return Axis(name, values, bundle=True)
     if name not in config.OPTIONS:
@@ -237,8 +279,10 @@ def _seeds(raw: Any, where: str) -> list[int]:
     if raw is None:
         return []
     if (not isinstance(raw, list) or not raw
-            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in raw)):
-        raise GridError(f"must be a non-empty list of integers >= 0, got {raw!r}", where)
+            or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**32
+                   for s in raw)):
+        raise GridError(f"must be a non-empty list of integers in [0, 2^32 - 1], got {raw!r}",
+                        where)
     if len(set(raw)) != len(raw):
         raise GridError(f"repeated seed in {raw!r}", where)
     return list(raw)
@@ -264,8 +308,8 @@ def _search(raw: Any, fixed: dict[str, Any], where: str) -> SearchSpec:
         raise GridError(f"unknown value {pruner!r}; allowed: {', '.join(PRUNERS)}",
                         f"{where}.pruner")
     seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise GridError(f"must be an integer >= 0, got {seed!r}", f"{where}.seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise GridError(f"must be an integer in [0, 2^32 - 1], got {seed!r}", f"{where}.seed")
     space_raw = raw.get("space")
     if not isinstance(space_raw, dict) or not space_raw:
         raise GridError("needs a mapping of keys to ranges {low, high, log} or lists of choices",
@@ -291,6 +335,8 @@ def _search(raw: Any, fixed: dict[str, Any], where: str) -> SearchSpec:
         log = spec.get("log", False)
         if not isinstance(log, bool):
             raise GridError(f"must be true or false, got {log!r}", f"{w}.log")
+        if log and low <= 0:
+            raise GridError(f"a log-scale range needs low > 0, got {low}", w)
         space[key] = {"low": low, "high": high, "log": log}
     # every corner of the space must make a valid cell
     corner = {k: (v["choices"][0] if "choices" in v else v["low"]) for k, v in space.items()}
@@ -340,19 +386,39 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, read_yaml(value, where)
 
 
+def _read_grid_file(path: Path, where: str) -> str:
+    """The text of a grid file: a regular file (a FIFO would block forever, /dev/zero never
+    ends) of at most MAX_FILE_BYTES, checked before a byte is read."""
+    import stat
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise GridError("no such grid file", where) from None
+    except OSError as e:
+        raise GridError(f"cannot read grid file: {e.strerror or e}", where) from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise GridError(f"{kind}; give a YAML grid file", where)
+    if info.st_size > MAX_FILE_BYTES:
+        raise GridError(f"file is larger than {MAX_FILE_BYTES:,} bytes", where)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    except UnicodeDecodeError:
+        raise GridError("not UTF-8 text; give a YAML grid file", where) from None
+    except OSError as e:
+        raise GridError(f"cannot read grid file: {e.strerror or e}", where) from None
+
+
 def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Grid:
     """Read, validate and return a grid; `overrides` are `key=value` strings from --set."""
     path = Path(path)
     where = str(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise GridError("no such grid file", where) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise GridError(f"cannot read grid file ({e.__class__.__name__}: {e})", where) from None
+    text = _read_grid_file(path, where)
     raw = read_yaml(text, where)
-    if raw is None:
-        raw = {}
+    if raw is None or raw == {}:
+        raise GridError("the grid file is empty; a grid needs at least 'fixed:', 'grid:' or "
+                        "'search:' (see grids/quickstart.yaml)", where)
     if not isinstance(raw, dict):
         raise GridError("a grid file is a mapping with keys " + ", ".join(TOP_LEVEL), where)
     for key in raw:
@@ -379,6 +445,8 @@ def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     seeds = _seeds(raw.get("seeds"), f"{where}: seeds")
     if seeds and "seed" in fixed:
         raise GridError("set either 'seeds' (a list) or 'seed' (in fixed), not both", where)
+    if seeds and any("seed" in settings for a in axes for _, settings in a.values):
+        raise GridError("set either 'seeds' (a list) or a 'seed' axis, not both", where)
 
     applied: dict[str, Any] = {}
     for text_override in overrides:
@@ -404,6 +472,9 @@ def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
             raise GridError("a grid with 'search:' takes no 'grid:' axes or 'seeds:'; put fixed "
                             "settings under 'fixed:'", where)
         search = _search(raw["search"], {**fixed, **applied}, f"{where}: search")
+    if not {"fixed", "grid", "search"} & set(raw):  # every default: 20 epochs of CIFAR-10
+        raise GridError("the grid sets nothing to train; a grid needs at least 'fixed:', "
+                        "'grid:' or 'search:'", where)
     grid = Grid(str(path), name.strip(), str(description), fixed, axes, exclude, seeds,
                 overrides=applied, override_args=list(overrides), text=text, search=search,
                 execution=launch_settings(raw.get("execution"), EXECUTION,
@@ -457,6 +528,7 @@ def expand(grid: Grid) -> list[Cell]:
     """The cells of a grid in grid order (first axis outermost), without duplicates."""
     cells: list[Cell] = []
     seen: set[str] = set()
+    matched: set[int] = set()  # exclusion rules that matched some combination
     seeds = grid.seeds or [None]
     for combo in itertools.product(*(a.values for a in grid.axes), seeds):
         *choices, seed = combo
@@ -473,7 +545,9 @@ def expand(grid: Grid) -> list[Cell]:
                   if axis.bundle or all(k in cfg for k in s)}
         bundle_values = {axis.name: label for axis, (label, _) in zip(grid.axes, choices)
                          if axis.bundle}
-        if any(_excluded(rule, bundle_values, cfg) for rule in grid.exclude):
+        hits = {i for i, rule in enumerate(grid.exclude) if _excluded(rule, bundle_values, cfg)}
+        matched |= hits
+        if hits:
             continue
         cid = config.cell_id(cfg)
         if cid in seen:
@@ -493,4 +567,9 @@ def expand(grid: Grid) -> list[Cell]:
             id=cid,
             config_id=config.cell_id(cfg, with_seed=False),
         ))
+    unused = [i for i in range(len(grid.exclude)) if i not in matched]
+    if unused:
+        i = unused[0]
+        raise GridError(f"exclude[{i}] {grid.exclude[i]} matches no cell of the grid (a typo?); "
+                        "each rule names axis values that occur together", grid.path)
     return cells

@@ -57,11 +57,17 @@ def _cell(grid: Grid, suggested: dict, index: int) -> Cell:
 
 
 def probe_cells(grid: Grid) -> list[Cell]:
-    """The search space's low and high corners: enough to check data and model size up front."""
+    """What a launch checks before a trial runs (data, model sizes against
+    `model.max_params`, memory): the space's low and high corners, and every choice of every
+    categorical key with the other keys low (a middle choice may be the largest model)."""
     space = grid.search.space
     low = {k: v["choices"][0] if "choices" in v else v["low"] for k, v in space.items()}
     high = {k: v["choices"][-1] if "choices" in v else v["high"] for k, v in space.items()}
-    return [_cell(grid, low, 0), _cell(grid, high, 1)]
+    probes = [low, high]
+    for key, spec in space.items():
+        for choice in spec.get("choices", [])[1:-1]:
+            probes.append({**low, key: choice})
+    return [_cell(grid, settings, i) for i, settings in enumerate(probes)]
 
 
 def _suggest(trial: optuna.Trial, space: dict) -> dict:

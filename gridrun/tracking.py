@@ -79,6 +79,48 @@ def client(tracking_uri: str | None = None) -> MlflowClient:
     return _CLIENTS[tracking_uri]
 
 
+URI_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+REACH_SECONDS = 5.0
+
+
+def check_tracking_uri(tracking_uri: str | None) -> None:
+    """Refuse a tracking URI that cannot work, in one line and within seconds, before a launch
+    decodes any data: an unknown scheme, a SQLite file in a folder that does not exist, a
+    server that does not answer (MLflow itself would retry for minutes)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from .errors import GridError
+
+    where = "--tracking-uri" if tracking_uri else "$MLFLOW_TRACKING_URI"
+    if not tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
+        return  # MLflow's default, sqlite:///mlflow.db here
+    uri = tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
+    scheme = urllib.parse.urlparse(uri).scheme.split("+")[0]
+    if scheme and len(scheme) > 1 and scheme not in URI_SCHEMES:
+        raise GridError(f"unknown scheme '{scheme}://' in {uri!r}; allowed: sqlite:///PATH, "
+                        "http(s)://HOST:PORT (an mlflow server), file:///PATH, postgresql://, "
+                        "mysql://", where)
+    if scheme == "sqlite":
+        path = uri[len("sqlite:///"):].split("?")[0]
+        folder = os.path.dirname(os.path.abspath(path)) if path else ""
+        if path and path != ":memory:" and not os.path.isdir(folder):
+            raise GridError(f"the folder of the SQLite store {path!r} does not exist; create "
+                            "it or give another path", where)
+    if scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=REACH_SECONDS):
+                pass
+        except urllib.error.HTTPError:
+            pass  # something answers: MLflow reports anything else in its own words
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise GridError(f"no tracking server answers at {uri} within {REACH_SECONDS:.0f} s "
+                            f"({reason}); start one (mlflow server) or fix the URI",
+                            where) from None
+
+
 @contextlib.contextmanager
 def _schema_lock(tracking_uri: str | None):
     """Hold an exclusive lock on a SQLite store's file while MLflow opens it: MLflow creates a

@@ -131,7 +131,7 @@ BAD_GRIDS = [
     ("fixed: {optim.momentum: 0, optim.nesterov: true}", "optim.nesterov: true requires optim.momentum > 0"),
     ("fixed: [1, 2]", "fixed: must be a mapping of settings"),
     ("grid: {optim.lr: [0.1}", "invalid YAML: line 1"),
-    ("seeds: [0, -1]", "seeds: must be a non-empty list of integers >= 0"),
+    ("seeds: [0, -1]", "seeds: must be a non-empty list of integers in [0, 2^32 - 1]"),
 ]
 
 

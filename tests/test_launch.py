@@ -109,14 +109,25 @@ def test_relaunch_skips_finished_cells_and_rerun_forces(small_cifar_launch, cifa
 
 def test_a_failing_cell_is_recorded_and_the_grid_goes_on(write_grid, tracking_uri, monkeypatch,
                                                          tmp_path):
-    # six 2x2 poolings cannot fit a 32x32 image: that cell raises when its model is built
+    # a failure only training can find (what the launch can check up front it refuses before
+    # anything runs: tests/test_bad_input.py): the cell with lr 0.5 raises in its first epoch
+    from gridrun.executors import runner
+
+    real_epochs = runner.epochs
+
+    def epochs(cfg, *args, **kwargs):
+        if cfg["optim.lr"] == 0.5:
+            raise RuntimeError("simulated failure inside training")
+        return real_epochs(cfg, *args, **kwargs)
+    monkeypatch.setattr(runner, "epochs", epochs)
     path = write_grid("""
         name: with-a-broken-cell
-        fixed: {data.dataset: digits, train.max_epochs: 1, model.name: base4}
+        fixed: {data.dataset: digits, train.max_epochs: 1, model.name: lenet}
         grid:
-          model.filters: [[8, 8, 8, 8, 8, 8], [8, 8]]
+          optim.lr: [0.5, 0.01]
     """)
-    result = CliRunner().invoke(cli, ["launch", str(path), "--tracking-uri", tracking_uri])
+    result = CliRunner().invoke(cli, ["launch", str(path), "--tracking-uri", tracking_uri,
+                                      "--executor", "inline"])
     assert result.exit_code == 1, result.output
     assert "ran 2 cells, skipped 0 already finished, 1 failed" in result.output
     client = MlflowClient(tracking_uri)
@@ -129,7 +140,8 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(write_grid, tracking_ur
     parent = client.get_run(broken.data.tags["mlflow.parentRunId"])
     assert parent.info.status == "FAILED"
     # the finished cell is kept; a relaunch retries only the failed one
-    result = CliRunner().invoke(cli, ["launch", str(path), "--tracking-uri", tracking_uri])
+    result = CliRunner().invoke(cli, ["launch", str(path), "--tracking-uri", tracking_uri,
+                                      "--executor", "inline"])
     assert "ran 1 cells, skipped 1 already finished, 1 failed" in result.output
 
 

@@ -114,10 +114,13 @@ def test_failed_cells_are_listed(write_grid, tracking_uri):
         name: with-failure
         fixed: {data.dataset: digits, train.max_epochs: 1, model.name: base4}
         grid:
-          model.filters: [[8, 8, 8, 8, 8, 8], [8, 8]]
+          model.filters: [[8, 8, 8, 8], [8, 8]]
     """)
     grid = load_grid(path)
-    launch(grid, tracking_uri=tracking_uri)
+    recorder = Recorder(tracking_uri)
+    failed = record_cell(recorder, grid, grid.cells()[0], 0.0, finish=False)
+    recorder.fail_cell(failed, "RuntimeError: out of memory")
+    record_cell(recorder, grid, grid.cells()[1], 0.9)
     df = summary.table(grid=grid, tracking_uri=tracking_uri)
     assert df.loc[0, "Accuracy"] == "Failed"
     assert df.loc[1, "Accuracy"].endswith("%")

@@ -36,8 +36,8 @@ class InlineExecutor:
         runner = CellRunner(self.images)
         for cell in cells:  # pulled one at a time: a cell failed below may come back (a retry)
             yield CellStarted(cell, 0)
-            steps = runner.run(cell, checkpoint_for(cell) if checkpoint_for else None)
             try:
+                steps = runner.run(cell, checkpoint_for(cell) if checkpoint_for else None)
                 stats = next(steps)
                 while True:
                     yield EpochDone(cell, stats, 0)

@@ -76,8 +76,8 @@ def _serve(conn: Connection, files: dict[tuple, str], threads: int, slot: int,
         if task is None:
             return
         cell, awaits_decisions, checkpoint = task
-        steps = runner.run(cell, checkpoint)
         try:
+            steps = runner.run(cell, checkpoint)
             stats = next(steps)
             while True:
                 send(conn, ("epoch", stats))

@@ -17,6 +17,26 @@ import torch
 from torch import nn
 
 
+def check_device(name: str) -> str | None:
+    """Why `train.device` cannot be used on this machine, or None: checked before any run
+    exists, so `cuda:99` on a CPU box is refused at once rather than failing every cell."""
+    if name in ("auto", "cpu"):
+        return None
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return f"{name!r} asked for, but this machine has no CUDA device; allowed: auto, cpu"
+        index = int(name[5:]) if name.startswith("cuda:") else 0
+        if index >= count:
+            return (f"{name!r} asked for, but this machine has {count} CUDA device(s); allowed: "
+                    f"auto, cpu, cuda, cuda:0..cuda:{count - 1}")
+        return None
+    if name == "mps" and not (getattr(torch.backends, "mps", None)
+                              and torch.backends.mps.is_available()):
+        return "'mps' asked for, but Apple's MPS is not available here; allowed: auto, cpu"
+    return None
+
+
 def select_device(name: str) -> torch.device:
     """`auto`: CUDA when available, then Apple's MPS, else the CPU."""
     if name == "auto":

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from mlflow.exceptions import MlflowException
+
 from .errors import GridError
 from .tracking import CLAIM, HEARTBEAT, Recorder
 
@@ -273,7 +275,10 @@ class Claims:
             saved = None
         tags = {**self._owner_tags(), "gridrun.resumed": str(len(claims_of(run))),
                 "gridrun.reason": ""}
-        self.recorder.reopen(run_id, tags)
+        try:
+            self.recorder.reopen(run_id, tags)
+        except MlflowException:  # the run went to the trash under us: not ours after all
+            return None
         return self._hold(Claim(cell, run_id, resumed=True,
                                 logged=self.store.logged_steps(run_id),
                                 from_epoch=saved["epoch"] if saved else 0))

@@ -42,6 +42,16 @@ def prepare_data(grid: Grid, cells: list[Cell], data_dir: str | None) -> dict[tu
     return images
 
 
+def check_devices(grid: Grid, cells: list[Cell]) -> None:
+    """Every `train.device` of the grid exists on this machine (before any data is read)."""
+    from .train.precision import check_device
+
+    for device in sorted({c.config["train.device"] for c in cells}):
+        problem = check_device(device)
+        if problem:
+            raise GridError(f"train.device: {problem}", grid.path)
+
+
 def _available_bytes() -> int:
     """Physical memory of this machine (the CPU's; a GPU's when training there is checked by
     CUDA itself)."""
@@ -118,7 +128,6 @@ def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -
     on the device, for every cell, before any run exists. Returns each cell's parameter count
     (keyed by cell index): each distinct model is built once."""
     from .train import check_precision
-    from .train.precision import check_device
 
     counted: dict[str, int] = {}
     sizes: dict[int, int] = {}
@@ -129,9 +138,6 @@ def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -
                 check_weights(cfg["model.name"])
             except GridError as e:
                 raise GridError(f"cell {cell.name}: {e}", grid.path) from None
-        problem = check_device(cfg["train.device"])
-        if problem:
-            raise GridError(f"train.device: {problem}", grid.path)
         problem = check_precision(cfg["train.precision"], cfg["train.device"])
         if problem:
             raise GridError(f"train.precision: {problem}", grid.path)
@@ -221,6 +227,7 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
         cells = probe_cells(grid)  # the space's corners: enough to check data and model sizes
     else:
         cells = grid.cells()
+    check_devices(grid, cells)
     images = prepare_data(grid, cells, data_dir)  # data errors come before the store is touched
     sizes = check_models(grid, cells, images)
     # workers and threads follow from the grid's size, not from what is left of it, so a cell

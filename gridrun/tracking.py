@@ -44,6 +44,7 @@ CONFIG = "gridrun.config"  # the cell id without the seed: groups repeats
 OUTCOME = "gridrun.outcome"
 REASON = "gridrun.reason"
 HEARTBEAT = "gridrun.heartbeat"
+WITHDRAWN = "gridrun.withdrawn"  # a run that lost a claim race, on its way to the trash
 CLAIM = "gridrun.claim."  # + n: the n-th owner of a run (0: the launch that created it)
 MAX_PARAM_LENGTH = 6000
 BATCH = 100  # MLflow accepts at most 100 params or tags in one log_batch call
@@ -189,7 +190,7 @@ class Store:
         """Every live (not deleted) run of one cell, newest first."""
         runs = self.client.search_runs([experiment_id], f"tags.`{CELL}` = '{cell_id}'",
                                        order_by=["attributes.start_time DESC"], max_results=1000)
-        return [r for r in runs if r.data.tags.get(KIND) == "cell"]
+        return [r for r in runs if r.data.tags.get(KIND) == "cell" and WITHDRAWN not in r.data.tags]
 
     def running_launches(self, experiment_id: str) -> list:
         return self.client.search_runs(
@@ -348,7 +349,10 @@ class Recorder:
             self.client.log_param(run_id, f"{CLAIM}{n}", owner)
             return True
         except MlflowException as e:
-            if e.error_code == "INVALID_PARAMETER_VALUE" and "Changing param" in str(e):
+            # another owner wrote claim n first, or the run went to the trash meanwhile (a
+            # rival launch withdrew it): either way the run is not ours
+            if e.error_code == "INVALID_PARAMETER_VALUE" and (
+                    "Changing param" in str(e) or "'active' state" in str(e)):
                 return False
             raise
 
@@ -358,7 +362,10 @@ class Recorder:
         self.client.update_run(run_id, status="RUNNING")
 
     def withdraw(self, run_id: str) -> None:
-        """A run created for a claim that lost a race: ended and moved to MLflow's trash."""
+        """A run created for a claim that lost a race: marked withdrawn first (so no launch
+        takes it for a killed run to resume while it goes), ended, and moved to MLflow's
+        trash."""
+        self.set_tags(run_id, {WITHDRAWN: "true"})
         self.client.set_terminated(run_id, "KILLED")
         self.client.delete_run(run_id)
 

@@ -20,7 +20,7 @@ def test_interrupted_launch_keeps_finished_cells_and_resumes(write_grid, tmp_pat
         grid:
           variant:
             first: {}
-            long: {train.max_epochs: 150}
+            long: {train.max_epochs: 40}
     """)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cmd = [sys.executable, "-m", "gridrun.cli", "launch", str(path), "--tracking-uri", uri]
@@ -32,7 +32,7 @@ def test_interrupted_launch_keeps_finished_cells_and_resumes(write_grid, tmp_pat
     while time.monotonic() < deadline:  # wait until the first cell is done and the long one trains
         line = proc.stderr.readline()
         seen += line
-        if "] first: max_epochs" in seen and re.search(r"\] long epoch \d+/150", line):
+        if "] first: max_epochs" in seen and re.search(r"\] long epoch \d+/40", line):
             break
         if not line and proc.poll() is not None:
             break

@@ -62,7 +62,7 @@ def _available_bytes() -> int:
         return 1 << 62
 
 
-def _model_cost(cfg: dict, dataset: ImageSet, limit: int | None, where: str) -> int:
+def _model_cost(cfg: dict, dataset: ImageSet, where: str) -> int:
     """The cell's parameter count, from its model built on PyTorch's `meta` device (shapes, no
     memory), and a shape-only forward pass: a model that cannot run on the configured image size
     (a kernel larger than the image) or that would need more memory than this machine has (a
@@ -147,8 +147,7 @@ def check_models(grid: Grid, cells: list[Cell], images: dict[tuple, ImageSet]) -
         key = repr(sorted(model_keys.items())) + repr((dataset.num_classes, channels))
         key += repr((cfg["data.image_size"], cfg["data.batch_size"]))
         if key not in counted:
-            counted[key] = _model_cost(cfg, dataset, cfg.get("model.max_params"),
-                                       f"{grid.path}: cell {cell.name}")
+            counted[key] = _model_cost(cfg, dataset, f"{grid.path}: cell {cell.name}")
         sizes[cell.index] = counted[key]
         limit = cfg.get("model.max_params")
         if limit is not None and counted[key] > limit:

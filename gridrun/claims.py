@@ -242,8 +242,10 @@ class Claims:
                 return None
             if not self.rerun:
                 left = next((r for r in runs if r.info.status in ("RUNNING", "KILLED")), None)
-                if left is not None and self._resumable(left, cell):
-                    return self._take_over(left, cell)
+                saved = self._own_checkpoint(left, cell) if left is not None else None
+                if left is not None and (saved is not None or
+                                         self.store.logged_epochs(left.info.run_id) <= 1):
+                    return self._take_over(left, cell, saved)
             for run in runs:  # stale runs nobody can resume: closed, then a new run
                 if run.info.status == "RUNNING" and not self._close(run):
                     return None
@@ -253,26 +255,24 @@ class Claims:
             time.sleep(random.uniform(0.05, 0.5))  # both of a racing pair withdrew: try again
         return None
 
-    def _resumable(self, run, cell: Cell) -> bool:
-        """A run is continued when its checkpoint is here, or when it has at most one epoch
+    def _own_checkpoint(self, run, cell: Cell) -> dict | None:
+        """The metadata of the cell's checkpoint here when it belongs to `run`, else None.
+        A run is continued when its checkpoint is here, or when it has at most one epoch
         logged: a launch killed between recording a cell's first epoch and the worker writing
         that epoch's checkpoint leaves exactly that, and training the epoch again gives the
         same numbers (the run keeps the ones it has)."""
         from .train import checkpoint
         saved = checkpoint.meta(self.checkpoint_path(cell))
-        if saved is not None and saved.get("run") == run.info.run_id:
-            return True
-        return self.store.logged_epochs(run.info.run_id) <= 1
+        return saved if saved is not None and saved.get("run") == run.info.run_id else None
 
-    def _take_over(self, run, cell: Cell) -> Claim | None:
+    def _take_over(self, run, cell: Cell, saved: dict | None) -> Claim | None:
+        """Own `run` (compare-and-set on its next claim param) and continue it from `saved`,
+        its checkpoint's metadata (None: from the start; any other checkpoint is removed)."""
         run_id = run.info.run_id
         if not self.recorder.claim(run_id, len(claims_of(run)), self.owner.param()):
             return None
-        from .train import checkpoint
-        saved = checkpoint.meta(self.checkpoint_path(cell))
-        if saved is None or saved.get("run") != run_id:
+        if saved is None:
             self.checkpoint_path(cell).unlink(missing_ok=True)
-            saved = None
         tags = {**self._owner_tags(), "gridrun.resumed": str(len(claims_of(run))),
                 "gridrun.reason": ""}
         try:

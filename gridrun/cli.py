@@ -113,17 +113,23 @@ def _execution_options(fn):
     fn = click.option("--workers", type=click.IntRange(min=1), metavar="N",
                       help="Worker processes training cells side by side [default: the grid's "
                            "execution.workers, else one per core (one per GPU)].")(fn)
-    return click.option("--executor", type=click.Choice(["auto", "local", "inline"]),
+    fn = click.option("--address", metavar="ADDRESS",
+                      help="With --executor ray: the Ray cluster to join, auto (the one "
+                           "started on this machine with 'ray start') or ray://host:port "
+                           "[default: the grid's execution.address, else a running local "
+                           "cluster, else a new local one].")(fn)
+    return click.option("--executor", type=click.Choice(["auto", "local", "inline", "ray"]),
                         help="local: worker processes; inline: every cell in this process "
-                             "(debugging); auto: local, or inline for a single cell "
+                             "(debugging); ray: actors on a Ray cluster (pip install "
+                             "'gridrun[ray]'); auto: local, or inline for a single cell "
                              "[default: the grid's execution.executor, else auto].")(fn)
 
 
 def _run_launch(grid, data_dir, tracking_uri, rerun, executor=None, workers=None, threads=None,
                 log_model=None, figures=None, retries=None, state_dir=None,
-                keep_checkpoints=None) -> None:
+                keep_checkpoints=None, address=None) -> None:
     """Launch with a live progress display; report, and exit 1 if any cell failed."""
-    if executor != "inline":
+    if (executor or grid.execution.get("executor")) not in ("inline", "ray"):
         from .executors import warm_up
         warm_up()  # the workers' imports overlap ours
     from .execute import launch as run_launch
@@ -136,7 +142,7 @@ def _run_launch(grid, data_dir, tracking_uri, rerun, executor=None, workers=None
                             progress=progress, executor=executor, workers=workers,
                             threads=threads, log_model=log_model, figures=figures,
                             retries=retries, state_dir=state_dir,
-                            keep_checkpoints=keep_checkpoints)
+                            keep_checkpoints=keep_checkpoints, address=address)
     finally:
         progress.close()
     if report.parent_run_id is None:
@@ -176,7 +182,7 @@ Examples:
 @click.option("--rerun", is_flag=True, help="Train cells again even if they already finished.")
 @_execution_options
 def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri, rerun, executor,
-           workers, threads, log_model, figures, retries, state_dir, keep_checkpoints):
+           workers, threads, log_model, figures, retries, state_dir, keep_checkpoints, address):
     """Train every cell of GRID_FILE and record each as an MLflow run.
 
     Run the same command again at any time: cells with a FINISHED run are skipped, cells a
@@ -190,7 +196,7 @@ def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri
         click.echo(format_search(grid) if grid.search else format_cells(grid))
         return
     _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model, figures,
-                retries, state_dir, keep_checkpoints)
+                retries, state_dir, keep_checkpoints, address)
 
 
 @cli.command(epilog="""\b
@@ -207,13 +213,13 @@ Examples:
 @click.option("--rerun", is_flag=True, help="Train it again even if it already finished.")
 @_execution_options
 def cell(overrides, overrides_list, experiment, data_dir, tracking_uri, rerun, executor, workers,
-         threads, log_model, figures, retries, state_dir, keep_checkpoints):
+         threads, log_model, figures, retries, state_dir, keep_checkpoints, address):
     """Train one configuration given as --set KEY=VALUE settings (the rest are defaults)."""
     from .grid import grid_from_settings
 
     grid = grid_from_settings(_all_overrides(overrides, overrides_list), experiment)
     _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model, figures,
-                retries, state_dir, keep_checkpoints)
+                retries, state_dir, keep_checkpoints, address)
 
 
 @cli.command(epilog="""\b

@@ -201,7 +201,7 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
            workers: int | None = None, threads: int | None = None,
            log_model: str | None = None, figures: str | None = None,
            state_dir: str | None = None, retries: int | None = None,
-           keep_checkpoints: bool | None = None) -> LaunchReport:
+           keep_checkpoints: bool | None = None, address: str | None = None) -> LaunchReport:
     """Train every cell of `grid` not yet finished in its experiment; record each as a child run.
 
     Safe to run again at any time, and beside other launches of the same grid: cells another
@@ -213,28 +213,14 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
 
     A grid with `search:` runs an Optuna study instead (`gridrun.search`): each trial is a child
     run like a cell, and every launch runs `n_trials` new trials of a study kept in the state
-    directory. `executor`, `workers`, `threads`, `retries`, `log_model`, `figures` and
-    `keep_checkpoints` override the grid file's `execution:` and `track:` sections.
+    directory. `executor`, `workers`, `threads`, `retries`, `log_model`, `figures`,
+    `keep_checkpoints` and `address` (a Ray cluster's) override the grid file's `execution:`
+    and `track:` sections.
     """
     progress = progress or SilentProgress()
     check_tracking_uri(tracking_uri)  # before anything is decoded or created
-    if (executor or grid.execution.get("executor")) != "inline":
-        from .executors import warm_up
-        warm_up()
-    if grid.search is not None:
-        from .search import probe_cells
-        cells = probe_cells(grid)  # the space's corners: enough to check data and model sizes
-    else:
-        cells = grid.cells()
-    check_devices(grid, cells)
-    images = prepare_data(grid, cells, data_dir)  # data errors come before the store is touched
-    sizes = check_models(grid, cells, images)
-    # workers and threads follow from the grid's size, not from what is left of it, so a cell
-    # trains with the same threads (and gives the same numbers) whichever launch runs it
-    planned = grid.search.n_trials if grid.search is not None else len(cells)
-    run_with = _execution(grid, cells, planned, executor, workers, threads)
-    from .executors import make_executor
-    engine = make_executor(run_with["executor"], images, run_with["workers"], run_with["threads"])
+    cells, images, sizes, run_with, engine = _prepare(grid, data_dir, executor, workers, threads,
+                                                       address)
     engine.start()  # the workers map the data while the store is read and set up
     try:
         recorder = Recorder(tracking_uri)
@@ -314,6 +300,45 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     return report
 
 
+def _prepare(grid: Grid, data_dir: str | None, executor: str | None, workers: int | None,
+             threads: int | None, address: str | None):
+    """Everything a launch checks and loads before it touches the store: the executor (a
+    missing Ray extra or an unreachable cluster is an error at once), the devices, the data and
+    the models' sizes; then the executor, not yet started."""
+    executor = executor or grid.execution.get("executor")
+    started_ray = False
+    if executor == "ray":
+        from .executors.cluster import connect
+        started_ray = connect(address or grid.execution.get("address"))
+    elif executor != "inline":
+        from .executors import warm_up
+        warm_up()  # the workers' fork server imports torch while the data is read
+    try:
+        if grid.search is not None:
+            from .search import probe_cells
+            cells = probe_cells(grid)  # the space's corners: enough to check data and models
+        else:
+            cells = grid.cells()
+        check_devices(grid, cells)
+        images = prepare_data(grid, cells, data_dir)  # data errors before the store is touched
+        sizes = check_models(grid, cells, images)
+        # workers and threads follow from the grid's size, not from what is left of it, so a
+        # cell trains with the same threads (and gives the same numbers) whichever launch runs it
+        planned = grid.search.n_trials if grid.search is not None else len(cells)
+        run_with = _execution(grid, cells, planned, executor, workers, threads)
+        from .executors import make_executor
+        engine = make_executor(run_with["executor"], images, run_with["workers"],
+                               run_with["threads"], run_with.get("resources"))
+    except BaseException:
+        if started_ray:  # nothing of this launch runs on it yet
+            from .executors.cluster import disconnect
+            disconnect()
+        raise
+    if started_ray:
+        engine.owns_ray = True  # the launch started Ray: it stops it with its actors
+    return cells, images, sizes, run_with, engine
+
+
 def _import_recording_code() -> None:
     """Pay, while the workers train, the one-time costs of recording that would otherwise fall
     on the first or the best cell's recording at the end of the launch (about three seconds):
@@ -344,6 +369,16 @@ def _execution(grid: Grid, cells: list[Cell], planned: int, executor: str | None
     for key, value in (("executor", executor), ("workers", workers), ("threads", threads)):
         if value is not None:
             settings[key] = value
+    if settings.get("executor") == "ray":  # Ray's actors: as many as fit in the cluster
+        from .executors.cluster import cluster_slots
+        resources = dict(settings["resources"])
+        if threads is not None:
+            resources["cpus"] = threads
+        settings["resources"] = resources
+        if settings.get("workers", "auto") == "auto":
+            settings["workers"] = max(1, min(planned, cluster_slots(resources)))
+        settings["threads"] = max(1, int(resources["cpus"]))
+        return settings
     devices = {select_device(c.config["train.device"]).type for c in cells}
     gpus = 0
     if "cuda" in devices:

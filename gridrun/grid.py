@@ -11,7 +11,8 @@
     exclude:                           # partial assignments whose cells are dropped
       - {optimizer: adam, optim.lr: 0.005}
     seeds: [0, 1, 2]                   # repeat every cell with each seed
-    execution: {workers: 2}            # how the launch runs: executor, workers, threads, retries
+    execution: {workers: 2}            # how the launch runs: executor, workers, threads, retries,
+                                       # and on Ray address and resources: {cpus: 1, gpus: 0.25}
     track: {log_model: best}           # what it records: log_model, figures, keep_checkpoints
 
 Everything is checked before anything runs; errors are `GridError`s naming the file and key path.
@@ -39,8 +40,8 @@ MAX_YAML_NODES = 100_000  # after alias expansion: refuses "billion laughs" docu
 TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search", "execution",
              "track")
 # how a launch runs and records the cells (not part of any cell: they change no result)
-EXECUTION = {"executor": ("auto", "local", "inline"), "workers": "auto", "threads": "auto",
-             "retries": 0}
+EXECUTION = {"executor": ("auto", "local", "inline", "ray"), "workers": "auto", "threads": "auto",
+             "retries": 0, "address": str, "resources": {"cpus": 1, "gpus": 0}}
 TRACK = {"log_model": ("best", "all", "none"), "figures": ("best", "all", "none"),
          "keep_checkpoints": False}
 SAMPLERS = ("tpe", "random")
@@ -346,8 +347,9 @@ def _search(raw: Any, fixed: dict[str, Any], where: str) -> SearchSpec:
 
 def launch_settings(raw: Any, defaults: dict[str, Any], where: str) -> dict[str, Any]:
     """`execution:` or `track:`: each key one of its choices, a boolean (keys whose default is
-    one), an integer >= 0 (keys whose default is one), or an integer >= 1 or auto ("auto"
-    keys). Missing keys take their default (the first choice, or the default itself)."""
+    one), an integer >= 0 (keys whose default is one), a string (keys whose default is `str`,
+    else None), Ray resources (the key whose default is a mapping), or an integer >= 1 or auto
+    ("auto" keys). Missing keys take their default (the first choice, or the default itself)."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -358,6 +360,15 @@ def launch_settings(raw: Any, defaults: dict[str, Any], where: str) -> dict[str,
                         f"{', '.join(defaults)}", where)
     settings = {}
     for key, allowed in defaults.items():
+        if allowed is str:
+            value = raw.get(key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise GridError(f"must be a non-empty string, got {value!r}", f"{where}.{key}")
+            settings[key] = value
+            continue
+        if isinstance(allowed, dict):
+            settings[key] = ray_resources(raw.get(key), allowed, f"{where}.{key}")
+            continue
         value = raw.get(key, allowed[0] if isinstance(allowed, tuple) else allowed)
         if isinstance(allowed, tuple):
             if value not in allowed:
@@ -374,6 +385,32 @@ def launch_settings(raw: Any, defaults: dict[str, Any], where: str) -> dict[str,
             raise GridError(f"must be an integer >= 1 or auto, got {value!r}", f"{where}.{key}")
         settings[key] = value
     return settings
+
+
+def ray_resources(raw: Any, defaults: dict[str, float], where: str) -> dict[str, float]:
+    """`execution.resources`: what one cell asks of a Ray cluster. `cpus` > 0 (also its torch
+    threads, rounded down, at least 1); `gpus` >= 0, a fraction (0.25: four cells share a GPU)
+    or a whole number (Ray's rule: no fractions above 1)."""
+    if raw is None:
+        return dict(defaults)
+    if not isinstance(raw, dict):
+        raise GridError(f"must be a mapping with keys {', '.join(defaults)}, e.g. "
+                        "{cpus: 1, gpus: 0.25}", where)
+    unknown = set(raw) - set(defaults)
+    if unknown:
+        raise GridError(f"unknown key '{sorted(map(str, unknown))[0]}'; allowed: "
+                        f"{', '.join(defaults)}", where)
+    resources = dict(defaults)
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+                value) or value < 0 or (key == "cpus" and value == 0):
+            least = "> 0" if key == "cpus" else ">= 0"
+            raise GridError(f"must be a number {least}, got {value!r}", f"{where}.{key}")
+        if value > 1 and value != int(value):
+            raise GridError(f"must be a whole number above 1 (Ray shares a device only in "
+                            f"fractions up to 1), got {value!r}", f"{where}.{key}")
+        resources[key] = value
+    return resources
 
 
 def parse_override(text: str) -> tuple[str, Any]:

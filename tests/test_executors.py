@@ -106,9 +106,17 @@ def test_default_split_is_one_single_thread_worker_per_core_capped_by_the_cells(
 
 @pytest.mark.parametrize("section, message", [
     ("execution: {workers: 0}", "execution.workers: must be an integer >= 1 or auto, got 0"),
-    ("execution: {executor: ray}", "execution.executor: unknown value 'ray'; allowed: auto, local, inline"),
-    ("execution: {workerz: 2}",
-     "execution: unknown key 'workerz'; allowed: executor, workers, threads, retries"),
+    ("execution: {executor: slurm}",
+     "execution.executor: unknown value 'slurm'; allowed: auto, local, inline, ray"),
+    ("execution: {workerz: 2}", "execution: unknown key 'workerz'; allowed: executor, workers, "
+                                "threads, retries, address, resources"),
+    ("execution: {resources: {gpus: 1.5}}", "execution.resources.gpus: must be a whole number "
+                                            "above 1 (Ray shares a device only in fractions up to "
+                                            "1), got 1.5"),
+    ("execution: {resources: {cpus: 0}}", "execution.resources.cpus: must be a number > 0, got 0"),
+    ("execution: {resources: {tpus: 1}}",
+     "execution.resources: unknown key 'tpus'; allowed: cpus, gpus"),
+    ("execution: {address: 5}", "execution.address: must be a non-empty string, got 5"),
     ("track: {log_model: some}", "track.log_model: unknown value 'some'; allowed: best, all, none"),
 ])
 def test_execution_and_track_sections_are_validated(write_grid, section, message):

@@ -10,6 +10,7 @@ consumes the events and records them; it does not know which executor made them.
 
 - `inline`: every cell in the launching process (debugging, tests of the loop).
 - `local`: long-lived worker processes on this machine (the default).
+- `ray`: long-lived Ray actors anywhere in a Ray cluster (`cluster.py`; the `ray` extra).
 
 Defaults (`execution.workers` / `--workers`, `execution.threads` / `--threads`): on the CPU one
 single-thread worker per core, at most one per cell to run (threads = cores // workers); on
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # this module stays light: the CLI calls warm_up() before imp
     from ..events import Checkpoint, Event, Stop
     from ..grid import Cell
 
-EXECUTORS = ("local", "inline")
+EXECUTORS = ("local", "inline", "ray")
 WORKER_MODULE = "gridrun.executors.worker"  # what the fork server imports once for every worker
 
 
@@ -73,8 +74,11 @@ def default_split(cells_to_run: int, uses_gpu: bool, gpus: int = 0,
     return workers, max(1, cores // workers)
 
 
-def make_executor(kind: str, images: dict[tuple, ImageSet], workers: int, threads: int
-                  ) -> Executor:
+def make_executor(kind: str, images: dict[tuple, ImageSet], workers: int, threads: int,
+                  resources: dict[str, float] | None = None) -> Executor:
+    if kind == "ray":
+        from .cluster import RayExecutor
+        return RayExecutor(images, workers, resources or {"cpus": threads, "gpus": 0})
     if kind == "inline":
         from .inline import InlineExecutor
         return InlineExecutor(images, threads)

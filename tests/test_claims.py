@@ -15,7 +15,6 @@ from gridrun.claims import Claims, is_stale
 from gridrun.grid import load_grid
 from gridrun.tracking import Recorder
 
-from .test_server import mlflow_server  # noqa: F401 - the fixture
 
 GRID = """
 name: claimed
@@ -103,7 +102,7 @@ def test_racing_launches_take_over_a_dead_launchs_run_once(tracking_uri, grid_pa
 
 
 def test_racing_launches_create_one_run_behind_an_mlflow_server(
-        mlflow_server, grid_path, tmp_path):  # noqa: F811
+        mlflow_server, grid_path, tmp_path):
     _check_one_winner(mlflow_server, grid_path, tmp_path)
 
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from .test_server import mlflow_server  # noqa: F401 - the fixture, for the server variant
+from gridrun.grid import load_grid
+from gridrun.status import grid_status, render
+
 
 GRID = """
 name: durable
@@ -130,9 +132,9 @@ def test_a_launch_killed_at_any_moment_is_finished_by_the_same_command(
               for name, runs in _cell_runs(uri).items()}
     assert before, "the kill came before any run existed: the moment was not tested"
 
-    status = _run(_cli("status", str(grid_file), "--tracking-uri", uri), tmp_path)
-    assert status.returncode == 1, status.stdout
-    assert "stale" in status.stdout and "the next launch resumes it" in status.stdout
+    status = grid_status(load_grid(grid_file), uri)  # the command's own call, in this process
+    assert not status["complete"]
+    assert "stale" in render(status) and "the next launch resumes it" in render(status)
 
     again = _run(cmd, tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -146,8 +148,8 @@ def test_a_launch_killed_at_any_moment_is_finished_by_the_same_command(
     launches = client.search_runs([exp.experiment_id], "tags.`gridrun.kind` = 'launch'")
     assert sorted(r.info.status for r in launches) == ["FINISHED", "KILLED"]
     assert not list((tmp_path / ".gridrun").glob("*/*.pt"))  # removed once FINISHED
-    status = _run(_cli("status", str(grid_file), "--tracking-uri", uri), tmp_path)
-    assert status.returncode == 0 and "3 finished" in status.stdout
+    status = grid_status(load_grid(grid_file), uri)
+    assert status["complete"] and status["counts"]["finished"] == 3
 
 
 def test_a_grid_killed_twice_on_cifar10_ends_with_every_cell_finished_once(cifar_dir, tmp_path):
@@ -233,8 +235,8 @@ def test_a_cell_whose_worker_dies_is_retried_from_its_checkpoint(grid_file, refe
     assert len(retried) == 1 and retried[0].data.tags["gridrun.error.1"].startswith("WorkerDied")
 
 
-@pytest.mark.parametrize("store", ["sqlite", "mlflow server"])
-def test_four_concurrent_launches_split_the_grid_on_one_store(tmp_path, request, store):
+def test_four_concurrent_launches_split_the_grid_on_one_store(tmp_path):
+    """On SQLite; behind an mlflow server on PostgreSQL: tests/test_tracking_server.py."""
     path = tmp_path / "shared.yaml"
     path.write_text("""
 name: durable
@@ -244,8 +246,7 @@ grid:
   optim.lr: [0.001, 0.002, 0.003, 0.004]
   train.label_smoothing: [0.0, 0.1]
 """)
-    uri = (f"sqlite:///{tmp_path / 'mlflow.db'}" if store == "sqlite"
-           else request.getfixturevalue("mlflow_server"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     procs = [subprocess.Popen(_launch(path, uri, "--workers", "1"), cwd=tmp_path, env=ENV,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(4)]
@@ -266,7 +267,7 @@ def test_a_search_continues_its_study_and_a_killed_trial_is_not_lost(tmp_path):
     path = tmp_path / "search.yaml"
     path.write_text("""
 name: durable
-fixed: {data.dataset: digits, model.name: lenet, optim.name: adam, train.max_epochs: 15,
+fixed: {data.dataset: digits, model.name: lenet, optim.name: adam, train.max_epochs: 6,
         train.patience: 100}
 search:
   n_trials: 2
@@ -279,7 +280,7 @@ search:
     cmd = _launch(path, uri, "--workers", "1")
     first = _run(cmd, tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
-    _kill_when(cmd, tmp_path, r"epoch 5/15")  # the second launch's first trial, mid-way
+    _kill_when(cmd, tmp_path, r"epoch 2/6")  # the second launch's first trial, mid-way
     killed = {name: runs[0].info.run_id for name, runs in _cell_runs(uri).items()
               if runs[0].info.status == "RUNNING"}
     assert len(killed) == 1

@@ -25,8 +25,11 @@ def test_interrupted_launch_keeps_finished_cells_and_resumes(write_grid, tmp_pat
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cmd = [sys.executable, "-m", "gridrun.cli", "launch", str(path), "--tracking-uri", uri]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # SIGINT as a terminal sends it, even when this suite itself runs in a background job
+    # (which starts its children with SIGINT ignored)
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     seen = ""
     while time.monotonic() < deadline:  # wait until the first cell is done and the long one trains

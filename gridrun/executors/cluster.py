@@ -55,23 +55,25 @@ def import_ray(where: str = "--executor ray"):
 
 def connect(address: str | None, where: str = "--address") -> bool:
     """Join the Ray cluster at `address` (`auto`: the one started on this machine with `ray
-    start`; `ray://host:port`: Ray Client; `host:port`: its head node), or with no address the
-    cluster this machine already runs, else a new local one. True when this call started Ray
-    (the launch shuts it down again). A process where Ray already runs (a notebook, a test)
-    keeps its own connection."""
+    start`; `ray://host:port`: Ray Client; `host:port`: its head node), else at `$RAY_ADDRESS`,
+    else start a new local Ray instance for this launch alone: joining another launch's
+    private instance would lose it when that launch ends. True when this call started Ray (the
+    launch shuts it down again). A process where Ray already runs (a notebook, a test) keeps
+    its own connection."""
     ray = import_ray()
     if ray.is_initialized():
         return False
-    if address and address not in ("auto", "local"):
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address not in ("auto", "local"):
         _check_reachable(address, where)
     try:
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise GridError(f"cannot join a Ray cluster at {address or 'this machine'} ({first}); "
-                        "start one with 'ray start --head', or leave out --address for a "
-                        "local one", where) from None
+        raise GridError(f"cannot join a Ray cluster at {address} ({first}); start one with "
+                        "'ray start --head', or leave out --address for a local one",
+                        where) from None
     return True
 
 

@@ -113,11 +113,15 @@ def _execution_options(fn):
     fn = click.option("--workers", type=click.IntRange(min=1), metavar="N",
                       help="Worker processes training cells side by side [default: the grid's "
                            "execution.workers, else one per core (one per GPU)].")(fn)
+    fn = click.option("--schedule", type=click.Choice(["all", "asha", "hyperband"]),
+                      help="all: every cell to its end; asha: successive halving, cells not "
+                           "among the best stop at rungs (outcome pruned); hyperband: searches "
+                           "only [default: the grid's schedule:, else all].")(fn)
     fn = click.option("--address", metavar="ADDRESS",
                       help="With --executor ray: the Ray cluster to join, auto (the one "
-                           "started on this machine with 'ray start') or ray://host:port "
-                           "[default: the grid's execution.address, else a running local "
-                           "cluster, else a new local one].")(fn)
+                           "started on this machine with 'ray start'), host:port or "
+                           "ray://host:port [default: the grid's execution.address, else "
+                           "$RAY_ADDRESS, else a new local Ray instance for this launch].")(fn)
     return click.option("--executor", type=click.Choice(["auto", "local", "inline", "ray"]),
                         help="local: worker processes; inline: every cell in this process "
                              "(debugging); ray: actors on a Ray cluster (pip install "
@@ -127,7 +131,7 @@ def _execution_options(fn):
 
 def _run_launch(grid, data_dir, tracking_uri, rerun, executor=None, workers=None, threads=None,
                 log_model=None, figures=None, retries=None, state_dir=None,
-                keep_checkpoints=None, address=None) -> None:
+                keep_checkpoints=None, address=None, schedule=None) -> None:
     """Launch with a live progress display; report, and exit 1 if any cell failed."""
     if (executor or grid.execution.get("executor")) not in ("inline", "ray"):
         from .executors import warm_up
@@ -142,7 +146,8 @@ def _run_launch(grid, data_dir, tracking_uri, rerun, executor=None, workers=None
                             progress=progress, executor=executor, workers=workers,
                             threads=threads, log_model=log_model, figures=figures,
                             retries=retries, state_dir=state_dir,
-                            keep_checkpoints=keep_checkpoints, address=address)
+                            keep_checkpoints=keep_checkpoints, address=address,
+                            schedule=schedule)
     finally:
         progress.close()
     if report.parent_run_id is None:
@@ -182,21 +187,23 @@ Examples:
 @click.option("--rerun", is_flag=True, help="Train cells again even if they already finished.")
 @_execution_options
 def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri, rerun, executor,
-           workers, threads, log_model, figures, retries, state_dir, keep_checkpoints, address):
+           workers, threads, log_model, figures, retries, state_dir, keep_checkpoints, address,
+           schedule):
     """Train every cell of GRID_FILE and record each as an MLflow run.
 
     Run the same command again at any time: cells with a FINISHED run are skipped, cells a
     killed or interrupted launch left continue from their last epoch's checkpoint in their own
     run, and cells another live launch of the grid trains are left to it.
     """
-    from .grid import load_grid
+    from .grid import load_grid, with_schedule
 
-    grid = load_grid(grid_file, _all_overrides(overrides, overrides_list))
+    grid = with_schedule(load_grid(grid_file, _all_overrides(overrides, overrides_list)),
+                         schedule)
     if dry_run:
         click.echo(format_search(grid) if grid.search else format_cells(grid))
         return
     _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model, figures,
-                retries, state_dir, keep_checkpoints, address)
+                retries, state_dir, keep_checkpoints, address, schedule)
 
 
 @cli.command(epilog="""\b
@@ -213,13 +220,13 @@ Examples:
 @click.option("--rerun", is_flag=True, help="Train it again even if it already finished.")
 @_execution_options
 def cell(overrides, overrides_list, experiment, data_dir, tracking_uri, rerun, executor, workers,
-         threads, log_model, figures, retries, state_dir, keep_checkpoints, address):
+         threads, log_model, figures, retries, state_dir, keep_checkpoints, address, schedule):
     """Train one configuration given as --set KEY=VALUE settings (the rest are defaults)."""
     from .grid import grid_from_settings
 
     grid = grid_from_settings(_all_overrides(overrides, overrides_list), experiment)
     _run_launch(grid, data_dir, tracking_uri, rerun, executor, workers, threads, log_model, figures,
-                retries, state_dir, keep_checkpoints, address)
+                retries, state_dir, keep_checkpoints, address, schedule)
 
 
 @cli.command(epilog="""\b
@@ -277,8 +284,13 @@ def format_cells(grid) -> str:
                                   for a in axes] + [c.id] for c in cells]
     header = ["#"] + axes + ["cell id"]
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    lines = [f"{len(cells)} cells in grid '{grid.name}' ({grid.path})",
-             "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines = [f"{len(cells)} cells in grid '{grid.name}' ({grid.path})"]
+    if grid.schedule.name == "asha":
+        eta, rungs = grid.schedule.reduction_factor, grid.schedule.rungs(
+            max(c.config["train.max_epochs"] for c in cells))
+        lines.append(f"schedule asha: rungs at epochs {', '.join(map(str, rungs)) or 'none'}; "
+                     f"past each, only the top 1/{eta} of the cells that reached it go on")
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines)
 

@@ -38,6 +38,9 @@ class Option:
     applies: Callable[[dict], bool] | None = None
     when: str = ""  # says when `applies` holds, for `gridrun keys`
     hashed: bool = True  # part of the cell id (False for where it runs, not what it computes)
+    # False: left out of the cell id while at its default. For keys added after cells were
+    # recorded whose default changes nothing, so every existing cell keeps its id (and its runs)
+    hash_default: bool = True
     doc: str = ""
 
     def allowed(self) -> str:
@@ -152,6 +155,13 @@ def _options() -> dict[str, Option]:
         Option("train.diverge_epochs", "int", 3, check=at_least_1,
                doc="after this many epochs, a best val_acc within chance + margin is not_converging"),
         Option("train.chance_margin", "float", 0.05, check=(lambda v: 0 <= v <= 1, "in [0, 1]")),
+        Option("train.abort_below", "float", None, optional=True, hash_default=False,
+               check=(lambda v: 0 <= v <= 1, "in [0, 1]"),
+               doc="end a cell as not_converging when its best val_acc is still below this at "
+                   "epoch train.abort_epoch (cells that cannot win; null: never)"),
+        Option("train.abort_epoch", "int", 3, check=at_least_1,
+               applies=lambda c: c.get("train.abort_below") is not None,
+               when="train.abort_below is set", doc="the epoch train.abort_below is checked at"),
         Option("train.precision", "str", "fp32", choices=PRECISIONS,
                doc="bf16: forward passes under bf16 autocast (CPUs with AMX/AVX512-BF16, GPUs); "
                    "weights stay fp32"),
@@ -278,7 +288,8 @@ def cell_id(cfg: dict[str, Any], with_seed: bool = True) -> str:
 
     `with_seed=False` gives the configuration's id, shared by its repeats over seeds.
     """
-    hashed = {k: v for k, v in cfg.items() if OPTIONS[k].hashed and (with_seed or k != "seed")}
+    hashed = {k: v for k, v in cfg.items() if OPTIONS[k].hashed and (with_seed or k != "seed")
+              and (OPTIONS[k].hash_default or v != OPTIONS[k].default)}
     blob = json.dumps(hashed, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

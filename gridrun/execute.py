@@ -23,7 +23,7 @@ from .errors import GridError
 from .events import (CellFailed, CellFinished, CellResult, CellStarted, EpochDone, LaunchReport,
                      Progress, SilentProgress)
 from .claims import Claim, ClaimedCells, Claims, check_state_root, state_folder, state_root
-from .grid import Cell, Grid
+from .grid import Cell, Grid, with_schedule
 from .tracking import Recorder, check_tracking_uri
 
 __all__ = ["launch", "LaunchReport", "GridPlan", "prepare_data", "check_models"]
@@ -182,6 +182,19 @@ class GridPlan:
         pass
 
 
+def _grid_plan(grid: Grid, cells: list[Cell], todo: list[Cell], store, experiment_id: str):
+    """All of `todo` to the end (`schedule: all`), or ASHA over them, its rungs replayed from
+    every cell's history in the store (earlier launches' cells count at their rungs)."""
+    if grid.schedule.name != "asha":
+        return GridPlan(todo, len(cells))
+    from .schedule import AshaPlan
+    by_id = {c.id: c.config for c in cells}
+    histories = store.histories(experiment_id, {i: cfg["train.monitor"] for i, cfg in
+                                                by_id.items()})
+    return AshaPlan(todo, len(cells), grid.schedule,
+                    {i: (by_id[i], values) for i, values in histories.items()})
+
+
 def longest_first(cells: list[Cell], images: dict[tuple, ImageSet],
                   sizes: dict[int, int]) -> list[Cell]:
     """Cells by estimated cost, largest first (grid order among equals), so the last cells of
@@ -201,7 +214,8 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
            workers: int | None = None, threads: int | None = None,
            log_model: str | None = None, figures: str | None = None,
            state_dir: str | None = None, retries: int | None = None,
-           keep_checkpoints: bool | None = None, address: str | None = None) -> LaunchReport:
+           keep_checkpoints: bool | None = None, address: str | None = None,
+           schedule: str | None = None) -> LaunchReport:
     """Train every cell of `grid` not yet finished in its experiment; record each as a child run.
 
     Safe to run again at any time, and beside other launches of the same grid: cells another
@@ -215,8 +229,9 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
     run like a cell, and every launch runs `n_trials` new trials of a study kept in the state
     directory. `executor`, `workers`, `threads`, `retries`, `log_model`, `figures`,
     `keep_checkpoints` and `address` (a Ray cluster's) override the grid file's `execution:`
-    and `track:` sections.
+    and `track:` sections; `schedule` (`all`, `asha`, `hyperband`) its `schedule:`.
     """
+    grid = with_schedule(grid, schedule)
     progress = progress or SilentProgress()
     check_tracking_uri(tracking_uri)  # before anything is decoded or created
     cells, images, sizes, run_with, engine = _prepare(grid, data_dir, executor, workers, threads,
@@ -238,8 +253,9 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
             finished = set() if rerun else recorder.store.finished_cells(experiment_id)
             busy = claims.busy_elsewhere() - finished
             elsewhere = sum(c.id in busy for c in cells)
-            plan = GridPlan(longest_first([c for c in cells if c.id not in finished | busy],
-                                          images, sizes), len(cells))
+            todo = longest_first([c for c in cells if c.id not in finished | busy], images,
+                                 sizes)
+            plan = _grid_plan(grid, cells, todo, recorder.store, experiment_id)
     except BaseException:
         engine.stop()
         raise

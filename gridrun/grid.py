@@ -11,6 +11,7 @@
     exclude:                           # partial assignments whose cells are dropped
       - {optimizer: adam, optim.lr: 0.005}
     seeds: [0, 1, 2]                   # repeat every cell with each seed
+    schedule: asha                     # all (default) | asha: successive halving, gridrun.schedule
     execution: {workers: 2}            # how the launch runs: executor, workers, threads, retries,
                                        # and on Ray address and resources: {cpus: 1, gpus: 0.25}
     track: {log_model: best}           # what it records: log_model, figures, keep_checkpoints
@@ -33,12 +34,14 @@ import yaml
 
 from . import config
 from .errors import GridError
+from .schedule import DEFAULTS as SCHEDULE_DEFAULTS
+from .schedule import SCHEDULES, Schedule
 
 MAX_CELLS = 10_000  # a grid larger than this is refused rather than attempted
 MAX_FILE_BYTES = 1_000_000
 MAX_YAML_NODES = 100_000  # after alias expansion: refuses "billion laughs" documents
-TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search", "execution",
-             "track")
+TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search", "schedule",
+             "execution", "track")
 # how a launch runs and records the cells (not part of any cell: they change no result)
 EXECUTION = {"executor": ("auto", "local", "inline", "ray"), "workers": "auto", "threads": "auto",
              "retries": 0, "address": str, "resources": {"cpus": 1, "gpus": 0}}
@@ -95,6 +98,7 @@ class Grid:
     text: str = ""  # the file as written, logged with each launch
     execution: dict[str, Any] = field(default_factory=dict)  # executor, workers, threads
     track: dict[str, Any] = field(default_factory=dict)  # log_model
+    schedule: Schedule = field(default_factory=Schedule)  # all cells to the end, or ASHA
 
     def size(self) -> int:
         """Number of combinations before exclusions and de-duplication."""
@@ -387,6 +391,42 @@ def launch_settings(raw: Any, defaults: dict[str, Any], where: str) -> dict[str,
     return settings
 
 
+def parse_schedule(raw: Any, search: bool, where: str) -> Schedule:
+    """`schedule:` a name (`all`, `asha`; `hyperband` for searches) or a mapping with `name`,
+    `min_epochs` (>= 1) and `reduction_factor` (>= 2)."""
+    if raw is None:
+        return Schedule()
+    if not isinstance(raw, dict):
+        raw = {"name": raw}
+    allowed = ("name", *SCHEDULE_DEFAULTS)
+    unknown = set(raw) - set(allowed)
+    if unknown:
+        raise GridError(f"unknown key '{sorted(map(str, unknown))[0]}'; allowed: "
+                        f"{', '.join(allowed)}", where)
+    names = SCHEDULES if search else tuple(s for s in SCHEDULES if s != "hyperband")
+    name = raw.get("name", "all")
+    if name not in names:
+        raise GridError(f"unknown schedule {_quoted(name)}; allowed: {', '.join(names)}"
+                        + ("" if search else " (hyperband: for search: grids)"), where)
+    settings = {}
+    for key, least in (("min_epochs", 1), ("reduction_factor", 2)):
+        value = raw.get(key, SCHEDULE_DEFAULTS[key])
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise GridError(f"must be an integer >= {least}, got {value!r}",
+                            f"{where}.{key}")
+        settings[key] = value
+    return Schedule(name, **settings)
+
+
+def with_schedule(grid: Grid, name: str | None, where: str = "--schedule") -> Grid:
+    """`grid` with its schedule named `name` (its other settings kept): `--schedule`."""
+    if name is None or name == grid.schedule.name:
+        return grid
+    from dataclasses import replace
+    settings = {**grid.schedule.__dict__, "name": name}
+    return replace(grid, schedule=parse_schedule(settings, grid.search is not None, where))
+
+
 def ray_resources(raw: Any, defaults: dict[str, float], where: str) -> dict[str, float]:
     """`execution.resources`: what one cell asks of a Ray cluster. `cpus` > 0 (also its torch
     threads, rounded down, at least 1); `gpus` >= 0, a fraction (0.25: four cells share a GPU)
@@ -514,6 +554,8 @@ def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
                         "'grid:' or 'search:'", where)
     grid = Grid(str(path), name.strip(), str(description), fixed, axes, exclude, seeds,
                 overrides=applied, override_args=list(overrides), text=text, search=search,
+                schedule=parse_schedule(raw.get("schedule"), search is not None,
+                                        f"{where}: schedule"),
                 execution=launch_settings(raw.get("execution"), EXECUTION,
                                           f"{where}: execution"),
                 track=launch_settings(raw.get("track"), TRACK, f"{where}: track"))

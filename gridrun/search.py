@@ -87,7 +87,8 @@ def _suggest(trial: optuna.Trial, space: dict) -> dict:
 
 def make_study(grid: Grid, storage: str | None = None, salt: int = 0) -> optuna.Study:
     """The grid's study: in `storage` (continued when it exists), sampled with the grid's
-    seed plus the number of trials already in it (plus `salt`)."""
+    seed plus the number of trials already in it (plus `salt`), pruned as `search.pruner`
+    says, or as `schedule:` says when it names one (`asha`, `hyperband`)."""
     spec = grid.search
     existing = 0
     if storage is not None:
@@ -100,12 +101,27 @@ def make_study(grid: Grid, storage: str | None = None, salt: int = 0) -> optuna.
     mode = monitor_mode(monitor, _settings(grid, {}).get("train.mode", "auto"))
     sampler = (optuna.samplers.TPESampler(seed=seed) if spec.sampler == "tpe"
                else optuna.samplers.RandomSampler(seed=seed))
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-              if spec.pruner == "median" else optuna.pruners.NopPruner())
+    pruner = _pruner(grid)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.create_study(study_name=grid.name, sampler=sampler, pruner=pruner,
                                storage=storage, load_if_exists=True,
                                direction="maximize" if mode == "max" else "minimize")
+
+
+def _pruner(grid: Grid) -> optuna.pruners.BasePruner:
+    schedule = grid.schedule
+    if schedule.name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=schedule.min_epochs, reduction_factor=schedule.reduction_factor)
+    if schedule.name == "hyperband":
+        max_epochs = _settings(grid, {}).get("train.max_epochs",
+                                             config.OPTIONS["train.max_epochs"].default)
+        return optuna.pruners.HyperbandPruner(min_resource=schedule.min_epochs,
+                                              max_resource=max_epochs,
+                                              reduction_factor=schedule.reduction_factor)
+    if grid.search.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
 
 
 class OptunaPlan:
@@ -175,7 +191,8 @@ class OptunaPlan:
         trial = self.trials[cell.index]
         trial.report(value, stats.epoch)
         if trial.should_prune():
-            return Stop("pruned", f"pruned by Optuna's median pruner at epoch {stats.epoch} "
+            pruner = self.study.pruner.__class__.__name__
+            return Stop("pruned", f"pruned at epoch {stats.epoch} by Optuna's {pruner} "
                                   f"({monitor} {value:.4f})")
         return None
 

@@ -2,6 +2,7 @@
 
 States, in the grid's order:
   finished  a FINISHED run (its outcome and test accuracy)
+  pruned    a FINISHED run that a schedule stopped at a rung (`schedule: asha`): done, not best
   running   a RUNNING run whose launch is alive (heartbeat age, host, epochs logged)
   stale     a RUNNING run whose launch died: the next launch resumes it from its checkpoint
   killed    the latest run was interrupted (Ctrl-C): the next launch resumes it
@@ -21,7 +22,8 @@ from .claims import is_stale, last_sign_of_life
 from .grid import Grid
 from .tracking import Store
 
-STATES = ("finished", "running", "stale", "killed", "failed", "pending")
+STATES = ("finished", "pruned", "running", "stale", "killed", "failed", "pending")
+DONE = ("finished", "pruned")
 
 
 @dataclass
@@ -57,7 +59,7 @@ def grid_status(grid: Grid, tracking_uri: str | None = None) -> dict:
     counts = {state: sum(r.state == state for r in rows) for state in STATES}
     return {"grid": grid.name, "experiment_id": experiment_id,
             "tracking_uri": store.tracking_uri, "counts": counts,
-            "complete": bool(rows) and counts["finished"] == len(rows),
+            "complete": bool(rows) and sum(counts[s] for s in DONE) == len(rows),
             "cells": [asdict(r) for r in rows]}
 
 
@@ -73,8 +75,13 @@ def _cell_status(store: Store, index: int, name: str, cell_id: str, runs: list,
     row.run_id = run.info.run_id
     row.host = tags.get("gridrun.host", "")
     if finished is not None:
-        row.state = "finished"
         row.epochs = int(metrics.get("epochs_run", 0))
+        if tags.get("gridrun.outcome") == "pruned":
+            row.state = "pruned"
+            row.detail = (f"pruned at epoch {row.epochs}, val_acc "
+                          f"{metrics.get('val_acc', float('nan')):.4f}")
+            return row
+        row.state = "finished"
         row.detail = f"{tags.get('gridrun.outcome', '')}, test_acc {metrics.get('test_acc', 0):.4f}"
         return row
     row.epochs = store.logged_epochs(run.info.run_id)

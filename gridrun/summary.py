@@ -29,7 +29,7 @@ FORMATS = ("term", "markdown", "latex", "csv", "html")
 VIEWS = ("results", "params")
 ALPHA = 0.05
 METRICS = ("test_acc", "best_val_acc", "epochs_needed", "duration_s", "params_total",
-           "params_trainable")
+           "params_trainable", "epochs_run", "val_acc")  # val_acc: the last epoch's
 STATE = {"FAILED": "Failed", "RUNNING": "Running", "SCHEDULED": "Running", "KILLED": "Killed",
          "NOT RUN": "Not run"}
 
@@ -135,6 +135,10 @@ def tabulate(cells: pd.DataFrame, view: str = "results", sort: str | None = None
         return pivot_table(cells, *pivot)
     configs = configurations(cells)
     rows = pd.DataFrame([_row(c, view) for c in configs.itertuples(index=False)])
+    if configs["pruned_at"].notna().any():  # a schedule cut some short: their last val_acc
+        rows.insert(rows.columns.get_loc("Accuracy") + 1, "Last Val Acc",
+                    [f"{v * 100:.2f}%" if pd.notna(v) else "" for v in configs["last_val"]])
+        rows["_Last Val Acc"] = configs["last_val"].to_numpy()
     rows["_best"] = _bold_rows(configs)
     if not (configs["runs"] > 1).any():
         rows = rows.drop(columns="n")
@@ -149,13 +153,21 @@ def tabulate(cells: pd.DataFrame, view: str = "results", sort: str | None = None
 def configurations(cells: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration (a cell's repeats over seeds together), in grid order.
 
-    Accuracy statistics use finished runs that converged; "Not Converging" shows where every
-    finished run diverged; a configuration with no finished run shows its latest run's state.
+    Accuracy statistics use finished runs that converged and were not pruned; "Not Converging"
+    shows where every finished run diverged, "Pruned at epoch k" where a schedule stopped them
+    at a rung (their last validation accuracy is in `last_val`); a configuration with no
+    finished run shows its latest run's state.
     """
+    cells = cells.assign(**{m: np.nan for m in METRICS if m not in cells})  # e.g. nothing ran
+    finished_runs = cells["status"] == "FINISHED"
     cells = cells.assign(
-        _finished=cells["status"] == "FINISHED",
-        _diverged=(cells["status"] == "FINISHED") & (cells["outcome"] == "not_converging"))
-    cells["_acc"] = cells["test_acc"].where(cells["_finished"] & ~cells["_diverged"])
+        _finished=finished_runs,
+        _diverged=finished_runs & (cells["outcome"] == "not_converging"),
+        _pruned=finished_runs & (cells["outcome"] == "pruned"))
+    cells["_acc"] = cells["test_acc"].where(cells["_finished"] & ~cells["_diverged"]
+                                            & ~cells["_pruned"])
+    cells["_pruned_at"] = cells["epochs_run"].where(cells["_pruned"])
+    cells["_last_val"] = cells["val_acc"].where(cells["_finished"])
     finished = cells[cells["_finished"]]
     by = cells.groupby("config", sort=False)
     out = by[["label", "optim.lr", "optim.name"]].first().rename(
@@ -167,6 +179,8 @@ def configurations(cells: pd.DataFrame) -> pd.DataFrame:
     out["acc_n"] = by["_acc"].count()
     out["accs"] = by["_acc"].agg(lambda a: a.dropna().to_numpy())
     out["any_diverged"] = by["_diverged"].any()
+    out["pruned_at"] = by["_pruned_at"].max()
+    out["last_val"] = by["_last_val"].mean()
     latest = cells.sort_values("start_time", ascending=False, na_position="last")
     out["latest_status"] = latest.groupby("config", sort=False)["status"].first()
     fin = finished.groupby("config", sort=False)
@@ -186,6 +200,8 @@ def _state(c) -> str | None:
         return None
     if c.any_diverged:
         return "Not Converging"
+    if pd.notna(c.pruned_at):
+        return f"Pruned at epoch {int(c.pruned_at)}"
     return STATE.get(c.latest_status, str(c.latest_status).title())
 
 
@@ -262,7 +278,7 @@ def _sorted(rows: pd.DataFrame, sort: str) -> pd.DataFrame:
         raise GridError(f"cannot sort by '{sort}'; allowed: {', '.join(columns.values())}",
                         "--sort")
     key = f"_{column}" if f"_{column}" in rows else column
-    descending = column == "Accuracy"  # best first; everything else smallest first
+    descending = column in ("Accuracy", "Last Val Acc")  # best first; the rest smallest first
     return rows.sort_values(key, ascending=not descending, kind="stable", na_position="last")
 
 

@@ -197,6 +197,22 @@ class Store:
             [experiment_id], f"tags.`{KIND}` = 'launch' and attributes.status = 'RUNNING'",
             max_results=1000)
 
+    def histories(self, experiment_id: str, metrics: dict[str, str]) -> dict[str, list[float]]:
+        """Per cell id in `metrics` (cell id -> metric name): that metric's per-epoch values
+        (epoch 1 first) from the cell's run with the longest history. What a schedule that
+        compares cells (`gridrun.schedule`) replays when a launch starts."""
+        out: dict[str, list[float]] = {}
+        for run in self.runs(experiment_id, f"tags.`{KIND}` = 'cell'"):
+            cell_id = run.data.tags.get(CELL)
+            if cell_id not in metrics or WITHDRAWN in run.data.tags:
+                continue
+            by_step = {m.step: m.value for m in
+                       self.client.get_metric_history(run.info.run_id, metrics[cell_id])}
+            values = [by_step[step] for step in sorted(by_step)]
+            if len(values) > len(out.get(cell_id, [])):
+                out[cell_id] = values
+        return out
+
     def logged_steps(self, run_id: str) -> set[int]:
         """The epochs whose metrics a run has."""
         return {m.step for m in self.client.get_metric_history(run_id, "val_acc")}

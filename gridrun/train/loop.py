@@ -189,7 +189,8 @@ def run_epoch(state: TrainState) -> EpochStats | None:
 
 def decide(state: TrainState, stats: EpochStats, stop: Stop | None = None) -> bool:
     """After an epoch: keep the best weights, step the schedule, and end the cell when it
-    diverged, stalled at chance, ran out of patience or epochs, or a planner said `stop`.
+    diverged, stalled at chance, fell short of `train.abort_below`, ran out of patience or
+    epochs, or a planner said `stop`.
     Returns whether the cell is done."""
     cfg, epoch, monitor = state.cfg, stats.epoch, state.cfg["train.monitor"]
     state.done = True
@@ -212,6 +213,11 @@ def decide(state: TrainState, stats: EpochStats, stop: Stop | None = None) -> bo
         state.outcome = "not_converging"
         state.reason = (f"best val_acc {state.best_val_acc:.4f} still within chance {chance:.3f} "
                         f"+ margin {cfg['train.chance_margin']} after {epoch} epochs")
+    elif cfg.get("train.abort_below") is not None and epoch == cfg["train.abort_epoch"] and \
+            state.best_val_acc < cfg["train.abort_below"] and epoch < cfg["train.max_epochs"]:
+        state.outcome = "not_converging"
+        state.reason = (f"best val_acc {state.best_val_acc:.4f} below train.abort_below "
+                        f"{cfg['train.abort_below']} at epoch {epoch} (train.abort_epoch)")
     elif state.stopper.should_stop and epoch < cfg["train.max_epochs"]:
         state.outcome = "early_stopped"
         state.reason = (f"no {monitor} improvement for {state.stopper.bad_epochs} epochs "

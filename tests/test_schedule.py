@@ -1,0 +1,191 @@
+"""Schedules: ASHA's rung arithmetic and promotions on scripted learning curves (no training),
+then a real grid with `schedule: asha` and `train.abort_below`, with summary and status."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from gridrun.cli import cli
+from gridrun.errors import GridError
+from gridrun.events import EpochStats
+from gridrun.execute import launch
+from gridrun.grid import load_grid
+from gridrun.schedule import AshaPlan, Schedule, keep_count
+from gridrun.status import grid_status
+from gridrun.summary import table
+
+SCRIPTED = """
+    name: scripted
+    fixed: {data.dataset: digits, train.max_epochs: 20}
+    grid:
+      optim.lr: [0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009]
+"""
+
+
+def test_rungs_are_r_times_powers_of_eta_below_the_last_epoch():
+    assert Schedule("asha", 1, 3).rungs(20) == [1, 3, 9]
+    assert Schedule("asha", 1, 3).rungs(9) == [1, 3]
+    assert Schedule("asha", 2, 2).rungs(20) == [2, 4, 8, 16]
+    assert Schedule("asha", 5, 3).rungs(5) == []
+    assert [keep_count(n, 3) for n in range(1, 8)] == [1, 1, 1, 2, 2, 2, 3]
+
+
+def _stats(epoch: int, val_acc: float) -> EpochStats:
+    return EpochStats(epoch, 1.0, val_acc, 1.0, val_acc, 0.01, 1.0)
+
+
+def _run_curves(plan: AshaPlan, cells, curves: dict[str, list[float]]) -> dict[str, int]:
+    """Feed each cell's curve epoch by epoch, cells one after another (what one worker does);
+    returns the epoch each cell stopped at (its last epoch when never stopped)."""
+    stopped = {}
+    for cell in cells:
+        for epoch, value in enumerate(curves[cell.name], start=1):
+            stop = plan.decide(cell, _stats(epoch, value))
+            if stop is not None:
+                assert stop.outcome == "pruned" and f"pruned at epoch {epoch}" in stop.reason
+                break
+        stopped[cell.name] = epoch
+    return stopped
+
+
+def test_asha_keeps_the_top_third_at_each_rung_and_prunes_the_rest(write_grid):
+    grid = load_grid(write_grid(SCRIPTED))
+    cells = grid.cells()
+    # cell i learns at speed i: later cells are better at every epoch (a flat curve each)
+    curves = {c.name: [0.1 + 0.05 * i + 0.001 * e for e in range(1, 21)]
+              for i, c in enumerate(cells)}
+    plan = AshaPlan(cells, len(cells), Schedule("asha", 1, 3))
+    stopped = _run_curves(plan, cells, curves)
+    # one after another, each new cell is the best so far at every rung: all go on
+    assert set(stopped.values()) == {20}
+
+    worst_last = list(reversed(cells))  # now each new cell is the worst so far
+    plan = AshaPlan(worst_last, len(cells), Schedule("asha", 1, 3))
+    stopped = _run_curves(plan, worst_last, curves)
+    first, second, *rest = [stopped[c.name] for c in worst_last]
+    assert first == 20  # the first cell at a rung has no rival
+    assert second == 1  # ranks 2 of 2: the top ceil(2/3) = 1 goes on
+    assert rest == [1] * 7
+
+
+def test_a_relaunch_replays_the_rungs_from_the_store_and_decides_the_same(write_grid):
+    grid = load_grid(write_grid(SCRIPTED))
+    cells = grid.cells()
+    curves = {c.name: [0.9 - 0.05 * i + 0.001 * e for e in range(1, 21)]
+              for i, c in enumerate(cells)}  # the first cells are the best
+    schedule = Schedule("asha", 1, 3)
+    whole = _run_curves(AshaPlan(cells, 9, schedule), cells, curves)
+
+    # the first four cells ran in a launch that died; their histories are in the store
+    done = {c.id: (c.config, curves[c.name][:whole[c.name]]) for c in cells[:4]}
+    relaunch = AshaPlan(cells[4:], 9, schedule, histories=done)
+    assert _run_curves(relaunch, cells[4:], curves) == {c.name: whole[c.name] for c in cells[4:]}
+    assert relaunch.rungs.records[("val_acc", 1)].keys() == {c.id for c in cells}
+
+
+def test_schedule_settings_are_validated(write_grid):
+    cases = {
+        "schedule: halving": "schedule: unknown schedule 'halving'; allowed: all, asha "
+                             "(hyperband: for search: grids)",
+        "schedule: {name: asha, reduction_factor: 1}":
+            "schedule.reduction_factor: must be an integer >= 2, got 1",
+        "schedule: {name: asha, min_epoch: 2}":
+            "schedule: unknown key 'min_epoch'; allowed: name, min_epochs, reduction_factor",
+    }
+    for line, message in cases.items():
+        path = write_grid(f"fixed: {{data.dataset: digits}}\n{line}\n")
+        with pytest.raises(GridError) as error:
+            load_grid(path)
+        assert str(error.value) == f"{path}: {message}"
+    assert load_grid(write_grid("fixed: {data.dataset: digits}\nschedule: asha\n")).schedule == \
+        Schedule("asha", 1, 3)
+
+
+def test_a_search_takes_optunas_successive_halving_or_hyperband_pruner(write_grid):
+    import optuna
+
+    from gridrun.search import make_study
+
+    for name, pruner in (("asha", optuna.pruners.SuccessiveHalvingPruner),
+                         ("hyperband", optuna.pruners.HyperbandPruner)):
+        path = write_grid(f"""
+            fixed: {{data.dataset: digits}}
+            search: {{n_trials: 2, space: {{optim.lr: {{low: 0.001, high: 0.01}}}}}}
+            schedule: {name}
+        """, name=f"{name}.yaml")
+        assert isinstance(make_study(load_grid(path)).pruner, pruner)
+
+
+def test_a_grid_with_asha_ends_with_pruned_and_finished_cells_and_says_so(
+        write_grid, tracking_uri, cifar_dir):
+    path = write_grid("""
+        name: halving
+        fixed: {data.dataset: cifar10, data.train_size: 600, data.val_size: 200,
+                data.test_size: 200, model.name: lenet, optim.name: adam,
+                train.max_epochs: 4, train.patience: 100}
+        schedule: {name: asha, min_epochs: 1, reduction_factor: 3}
+        track: {log_model: none, figures: none}
+        grid:
+          optim.lr: [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03]
+    """)
+    grid = load_grid(path)
+    report = launch(grid, data_dir=str(cifar_dir), tracking_uri=tracking_uri, workers=2,
+                    threads=1)
+    assert (report.ran, report.failed) == (6, 0)
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([report.experiment_id], "tags.`gridrun.kind` = 'cell'")
+    outcomes = {r.info.run_name: r.data.tags["gridrun.outcome"] for r in runs}
+    pruned = [r for r in runs if outcomes[r.info.run_name] == "pruned"]
+    kept = [r for r in runs if outcomes[r.info.run_name] != "pruned"]
+    assert pruned and kept, outcomes
+    for run in runs:
+        assert run.info.status == "FINISHED" and run.data.tags["gridrun.schedule"] == "asha"
+        epochs = int(run.data.metrics["epochs_run"])
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
+        assert sorted(steps) == list(range(1, epochs + 1))  # every epoch once, none again
+    for run in pruned:
+        epochs = int(run.data.metrics["epochs_run"])
+        assert epochs in (1, 3)  # the rungs below 4 epochs
+        assert run.data.tags["gridrun.reason"].startswith(f"pruned at epoch {epochs} (ASHA")
+    assert any(int(r.data.metrics["epochs_run"]) == 4 for r in kept)  # someone went the distance
+
+    status = grid_status(grid, tracking_uri)
+    assert status["complete"] and status["counts"]["pruned"] == len(pruned)
+    assert status["counts"]["finished"] == len(kept)
+
+    summary = table(grid=grid, tracking_uri=tracking_uri)
+    accuracy = dict(zip(summary["Learning Rate"], summary["Accuracy"]))
+    for run in pruned:
+        lr = f"{float(run.data.params['optim.lr']):g}"
+        assert accuracy[lr] == f"Pruned at epoch {int(run.data.metrics['epochs_run'])}"
+    assert "Last Val Acc" in summary
+    best_rows = [summary.iloc[i]["Accuracy"] for i, _ in summary.attrs["bold"]]
+    assert best_rows and not any(a.startswith("Pruned") for a in best_rows)
+    sorted_rows = table(grid=grid, tracking_uri=tracking_uri, sort="last val acc")
+    values = [float(v.rstrip("%")) for v in sorted_rows["Last Val Acc"]]
+    assert values == sorted(values, reverse=True)
+
+    cli_status = CliRunner().invoke(cli, ["status", str(path), "--tracking-uri", tracking_uri])
+    assert cli_status.exit_code == 0
+    assert f"{len(pruned)} pruned" in cli_status.output
+
+
+def test_abort_below_ends_cells_that_cannot_win_as_not_converging(write_grid, tracking_uri):
+    path = write_grid("""
+        name: abort
+        fixed: {data.dataset: digits, model.name: lenet, optim.name: adam,
+                train.max_epochs: 6, train.patience: 100, train.abort_below: 0.5,
+                train.abort_epoch: 2}
+        track: {log_model: none, figures: none}
+        grid:
+          optim.lr: [0.000001, 0.002]
+    """)
+    report = launch(load_grid(path), tracking_uri=tracking_uri, executor="inline")
+    runs = {r.data.params["optim.lr"]: r for r in MlflowClient(tracking_uri).search_runs(
+        [report.experiment_id], "tags.`gridrun.kind` = 'cell'")}
+    slow, fast = runs["1e-06"], runs["0.002"]
+    assert slow.data.tags["gridrun.outcome"] == "not_converging"
+    assert slow.data.metrics["epochs_run"] == 2
+    assert "below train.abort_below 0.5 at epoch 2" in slow.data.tags["gridrun.reason"]
+    assert fast.data.tags["gridrun.outcome"] == "max_epochs" and fast.data.metrics["epochs_run"] == 6

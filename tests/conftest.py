@@ -90,7 +90,9 @@ def mlflow_server(tmp_path_factory):
     proc = subprocess.Popen(
         ["mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+        # without MLflow's GenAI job runner: seven processes gridrun never uses
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:  # bounded wait for the server to answer

@@ -9,13 +9,16 @@ after another in this one invocation:
   (b) pure compute: the same cells on preloaded channels_last tensors, no logging, as
       2 processes x 1 thread and as 1 process x 2 threads (the better one counts);
   (c) `gridrun launch` from the command line on a fresh store, fp32, then with
-      `--set train.precision=bf16`.
+      `--set train.precision=bf16`;
+  (d) with --ray: `gridrun launch --executor ray`, fp32, on a local Ray instance the launch
+      starts for itself (its start counted), against (c)'s fp32 local executor.
 
 and prints wall times and ratios, gridrun's per-epoch time against pure compute's at the same
 threads, the peak memory of each worker process, the recording time per cell, and the best
 cell's test accuracy in fp32 and bf16. Run it with nothing else running:
 
     python benchmarks/grid_throughput.py [--data-dir ../shared/data/cifar10-jpeg] [--skip-naive]
+                                         [--ray]
 """
 from __future__ import annotations
 
@@ -206,9 +209,10 @@ def _memory(pid: int) -> dict[str, int] | None:
             "worker": "forkserver" in cmdline or "multiprocessing" in cmdline}
 
 
-def gridrun_launch(data_dir: str, store: str, extra: list[str]) -> tuple[float, dict]:
+def gridrun_launch(data_dir: str, store: str, extra: list[str], options: list[str] = ()
+                   ) -> tuple[float, dict]:
     cmd = [sys.executable, "-m", "gridrun.cli", "launch", str(GRID), "--data-dir", data_dir,
-           "--tracking-uri", store] + [a for s in SETTINGS + extra for a in ("--set", s)]
+           "--tracking-uri", store, *options] + [a for s in SETTINGS + extra for a in ("--set", s)]
     peaks: dict[int, dict] = {}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -254,6 +258,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg"))
     parser.add_argument("--skip-naive", action="store_true", help="skip (a), the slowest part")
+    parser.add_argument("--ray", action="store_true",
+                        help="also (d): the Ray executor on a local Ray instance (the ray extra)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gridrun-bench-"))
     os.environ.setdefault("GRIDRUN_CACHE_DIR", str(tmp / "cache"))
@@ -284,6 +290,15 @@ def main() -> None:
         print(f"(c) gridrun launch, {precision}:{'':40}{wall:7.1f} s  "
               f"({figures[precision]['finished']}/24 FINISHED)", flush=True)
 
+    if args.ray:
+        store = f"sqlite:///{tmp / 'gridrun-ray.db'}"
+        walls["ray"], _ = gridrun_launch(args.data_dir, store, ["train.precision=fp32"],
+                                         ["--executor", "ray"])
+        figures["ray"] = store_figures(store)
+        print(f"(d) gridrun launch --executor ray, fp32 (local Ray, its start included):"
+              f"{'':1}{walls['ray']:7.1f} s  ({figures['ray']['finished']}/24 FINISHED)",
+              flush=True)
+
     print()
     print("ratios (lower is better; targets from issue 7)")
     print(f"  gridrun fp32 / pure compute:   {walls['fp32'] / walls['pure']:.2f}x  (target <= 1.15)")
@@ -298,7 +313,11 @@ def main() -> None:
           "(target <= 1.05)")
     print(f"  recording per cell (driver, off the training path): "
           f"{figures['fp32']['record_s']:.2f} s")
-    for precision in ("fp32", "bf16"):
+    if "ray" in walls:
+        print(f"  gridrun on Ray / local executor, fp32: {walls['ray'] / walls['fp32']:.2f}x; "
+              f"per epoch {figures['ray']['epoch_s']:.3f} s against {figures['fp32']['epoch_s']:.3f}"
+              " s (no target: the cost of Ray on one machine)")
+    for precision in [p for p in ("fp32", "bf16", "ray") if p in figures]:
         name, acc = figures[precision]["best"]
         print(f"  best cell {precision}: {name} test_acc {acc:.4f}")
     print("peak memory per worker process, fp32 run (MB; USS = what the process alone holds)")

@@ -68,7 +68,7 @@ def connect(address: str | None, where: str = "--address") -> bool:
         _check_reachable(address, where)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING)
+                 logging_level=logging.ERROR)  # not its start-up notices
     except (ConnectionError, RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise GridError(f"cannot join a Ray cluster at {address} ({first}); start one with "

@@ -35,9 +35,9 @@ import warnings
 from typing import Callable, Iterable, Iterator
 
 from ..errors import GridError
-from ..events import (CellFailed, CellFinished, CellStarted, Checkpoint, EpochDone, Event,
-                      Stop)
+from ..events import CellFailed, Checkpoint, Event, Stop
 from ..grid import Cell
+from .messages import handle
 
 MAX_FAILED_STARTS = 3
 CONNECT_SECONDS = 5.0
@@ -274,26 +274,11 @@ class RayExecutor:
                     calls[replacement.handle.ready.remote()] = replacement
                     continue
                 if kind == "ready":
-                    actor.ready, (actor.pid, actor.host) = True, body
-                    cell = hand_out(actor)
-                    if cell is not None:
-                        yield CellStarted(cell, actor.pid)
-                    continue
-                cell = actor.cell
-                if kind == "epoch":
-                    decision = decide(cell, body) if decide is not None else None
+                    actor.pid, actor.host = body
+
+                def answer(decision, actor=actor):  # the next epoch is the next call
                     calls[actor.handle.step.remote(decision)] = actor
-                    yield EpochDone(cell, body, actor.pid)
-                    continue
-                actor.cell = None
-                if kind == "finished":
-                    following = hand_out(actor)  # the actor trains on while this is recorded
-                    yield CellFinished(cell, body, actor.pid)
-                else:  # recorded first: the launch may queue the cell again for a retry
-                    yield CellFailed(cell, body[0], body[1], actor.pid)
-                    following = hand_out(actor)
-                if following is not None:
-                    yield CellStarted(following, actor.pid)
+                yield from handle(actor, kind, body, hand_out, decide, answer)
         finally:
             self.stop()
 

@@ -29,10 +29,10 @@ from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator
 
 from ..data import ImageSet
-from ..events import (CellFailed, CellFinished, CellStarted, Checkpoint, EpochDone, Event,
-                      Stop)
+from ..events import CellFailed, Checkpoint, Event, Stop
 from ..grid import Cell
 from . import warm_up
+from .messages import handle
 from .wire import recv as _recv
 from .wire import send as _send
 from .wire import start_worker
@@ -89,6 +89,13 @@ def _death(process) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exited with code {code}"
+
+
+def _answer(worker: _Worker, decide) -> Callable:
+    """A worker waits for the planner's decision on each epoch only when there is a planner."""
+    if decide is None:
+        return lambda decision: None
+    return lambda decision: _send(worker.conn, decision)
 
 
 def _context():
@@ -166,7 +173,9 @@ class PoolExecutor:
                 for worker in [w for w in pool if w.conn in ready or w.process.sentinel in ready]:
                     try:  # one message per worker per round: a chatty worker starves no other
                         if worker.conn.poll():
-                            yield from self._handle(worker, _recv(worker.conn), hand_out, decide)
+                            kind, body = _recv(worker.conn)
+                            yield from handle(worker, kind, body, hand_out, decide,
+                                              _answer(worker, decide))
                     except (EOFError, OSError):
                         pass  # the worker is gone; its sentinel says how, below
                     if worker in pool and not worker.process.is_alive():
@@ -185,27 +194,3 @@ class PoolExecutor:
                         self._start_worker()
         finally:
             self.stop()
-
-    def _handle(self, worker: _Worker, message, hand_out, decide) -> Iterator[Event]:
-        kind, body = message
-        if kind == "ready":
-            worker.ready = True
-            cell = hand_out(worker)
-            if cell is not None:
-                yield CellStarted(cell, worker.pid)
-            return
-        cell = worker.cell
-        if kind == "epoch":
-            if decide is not None:
-                _send(worker.conn, decide(cell, body))
-            yield EpochDone(cell, body, worker.pid)
-            return
-        worker.cell = None
-        if kind == "finished":
-            following = hand_out(worker)  # the worker trains on while this cell is recorded
-            yield CellFinished(cell, body, worker.pid)
-        else:  # recorded first: the launch may queue the cell again for a retry
-            yield CellFailed(cell, body[0], body[1], worker.pid)
-            following = hand_out(worker)
-        if following is not None:
-            yield CellStarted(following, worker.pid)

@@ -1,0 +1,35 @@
+"""What a worker's message means, for every executor with workers (local processes, Ray
+actors): a worker says `ready`, then per cell one `epoch` message per epoch and a `finished` or
+`failed` one. The executor turns them into events and keeps its workers busy."""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from ..events import CellFailed, CellFinished, CellStarted, EpochDone, Event
+
+
+def handle(worker, kind: str, body, hand_out: Callable, decide: Callable | None,
+           answer: Callable) -> Iterator[Event]:
+    """Events for one message of `worker` (anything with `cell`, `pid` and `ready`).
+    `hand_out(worker)` gives it its next cell (None: no cell is left, it was retired);
+    `answer(decision)` sends the planner's decision on an epoch back (None: go on)."""
+    if kind == "ready":
+        worker.ready = True
+        cell = hand_out(worker)
+        if cell is not None:
+            yield CellStarted(cell, worker.pid)
+        return
+    cell = worker.cell
+    if kind == "epoch":
+        answer(decide(cell, body) if decide is not None else None)
+        yield EpochDone(cell, body, worker.pid)
+        return
+    worker.cell = None
+    if kind == "finished":
+        following = hand_out(worker)  # the worker trains on while this cell is recorded
+        yield CellFinished(cell, body, worker.pid)
+    else:  # recorded first: the launch may queue the cell again for a retry
+        yield CellFailed(cell, body[0], body[1], worker.pid)
+        following = hand_out(worker)
+    if following is not None:
+        yield CellStarted(following, worker.pid)

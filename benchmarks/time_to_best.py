@@ -95,6 +95,8 @@ def main() -> None:
     print(f"same best cell: {'yes' if same else 'no'}; ASHA's pick {asha['best']['name']} is "
           f"{gap * 100:.2f} points below the exhaustive best in the exhaustive run (target <= 1: "
           f"{'met' if gap <= 0.01 else 'missed'})")
+    print(f"stores: {tmp}/exhaustive.db, {tmp}/asha.db (benchmarks/asha_replay.py replays the "
+          "first under other schedule settings)")
     print("exhaustive ranking (test_acc, outcome, epochs) beside ASHA's outcome for the cell:")
     asha_by_name = {c["name"]: c for c in asha["runs"]}
     for c in sorted(exhaustive["runs"], key=lambda c: -c["test_acc"])[:8]:

@@ -235,9 +235,10 @@ Examples:
   gridrun status grids/activation_vs_optim.yaml --set data.train_size=2000 --format json
 
 \b
-States: finished, running (its launch is alive: heartbeat age and host), stale (its launch
-died: the next launch resumes it), killed (interrupted: the next launch resumes it), failed
-(the next launch trains it again), pending (no run yet).""")
+Without --set, the grid is read with the --set of its latest launch, as summary reads it.
+States: finished, pruned (stopped at an ASHA rung), running (its launch is alive: heartbeat
+age and host), stale (its launch died: the next launch resumes it), killed (interrupted: the
+next launch resumes it), failed (the next launch trains it again), pending (no run yet).""")
 @click.argument("grid_file", type=click.Path(dir_okay=False))
 @_overrides_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
@@ -254,8 +255,10 @@ def status(grid_file, overrides, overrides_list, fmt, tracking_uri):
     from .tracking import check_tracking_uri
 
     _quiet_mlflow()
-    grid = load_grid(grid_file, _all_overrides(overrides, overrides_list))
+    given = _all_overrides(overrides, overrides_list)
+    load_grid(grid_file, given)  # a bad file or --set is an error before the store is read
     check_tracking_uri(tracking_uri)
+    grid = statuses.grid_as_launched(grid_file, given or None, tracking_uri)
     found = statuses.grid_status(grid, tracking_uri)
     click.echo(statuses.render_json(found) if fmt == "json" else statuses.render(found), nl=False)
     if not found["complete"]:

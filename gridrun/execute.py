@@ -587,5 +587,9 @@ def record_grid(recorder: Recorder, parent_run_id: str, grid: Grid) -> None:
 
 
 def _describe(result: CellResult) -> str:
+    if result.outcome == "pruned":  # what it was cut for, not a score it was never ranked on
+        last = result.history[-1].val_acc if result.history else float("nan")
+        return (f"at epoch {result.epochs_run}, val_acc {last:.4f}, "
+                f"{result.duration_s:.1f}s")
     return (f"test_acc {result.test_acc:.4f}, best epoch {result.epochs_needed}/"
             f"{result.epochs_run}, {result.duration_s:.1f}s")

@@ -19,8 +19,8 @@ import time
 from dataclasses import asdict, dataclass
 
 from .claims import is_stale, last_sign_of_life
-from .grid import Grid
-from .tracking import Store
+from .grid import Grid, load_grid
+from .tracking import OVERRIDES, Store
 
 STATES = ("finished", "pruned", "running", "stale", "killed", "failed", "pending")
 DONE = ("finished", "pruned")
@@ -37,6 +37,20 @@ class CellStatus:
     detail: str = ""
     host: str = ""
     heartbeat_age_s: float | None = None
+
+
+def grid_as_launched(path: str, overrides: list[str] | None = None,
+                     tracking_uri: str | None = None) -> Grid:
+    """The grid file with the --set overrides of its latest launch (unless `overrides` is given),
+    so that `gridrun summary GRID` finds the cells that `gridrun launch GRID --set ...` ran."""
+    grid = load_grid(path, overrides or ())
+    if overrides is None:
+        store = Store(tracking_uri)
+        exp_id = store.experiment_id(grid.name)
+        latest = store.latest_launch(exp_id) if exp_id else None
+        if latest is not None and latest.data.tags.get(OVERRIDES):
+            grid = load_grid(path, json.loads(latest.data.tags[OVERRIDES]))
+    return grid
 
 
 def grid_status(grid: Grid, tracking_uri: str | None = None) -> dict:

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import html
 import io
-import json
 
 import numpy as np
 import pandas as pd
 
 from . import config
 from .errors import GridError
-from .grid import Grid, load_grid
-from .tracking import CELL, CONFIG, KIND, OUTCOME, OVERRIDES, Recorder, Store
+from .grid import Grid
+from .status import grid_as_launched  # noqa: F401 - summary GRID reads the grid as launched
+from .tracking import CELL, CONFIG, KIND, OUTCOME, Recorder, Store
 
 FORMATS = ("term", "markdown", "latex", "csv", "html")
 VIEWS = ("results", "params")
@@ -85,20 +85,6 @@ def cells_frame(experiment: str | None = None, grid: Grid | None = None,
     merged = planned.merge(latest.reindex(columns=run_cols), on="cell", how="left")
     merged["status"] = merged["status"].fillna("NOT RUN")
     return merged.sort_values("index").reset_index(drop=True)
-
-
-def grid_as_launched(path: str, overrides: list[str] | None = None,
-                     tracking_uri: str | None = None) -> Grid:
-    """The grid file with the --set overrides of its latest launch (unless `overrides` is given),
-    so that `gridrun summary GRID` finds the cells that `gridrun launch GRID --set ...` ran."""
-    grid = load_grid(path, overrides or ())
-    if overrides is None:
-        store = Store(tracking_uri)
-        exp_id = store.experiment_id(grid.name)
-        latest = store.latest_launch(exp_id) if exp_id else None
-        if latest is not None and latest.data.tags.get(OVERRIDES):
-            grid = load_grid(path, json.loads(latest.data.tags[OVERRIDES]))
-    return grid
 
 
 def log_rendered(experiment: str, text: str, artifact_file: str,

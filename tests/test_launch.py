@@ -160,6 +160,11 @@ def test_quickstart_from_the_command_line_uses_mlflow_db_in_the_working_dir(tmp_
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
     assert again.returncode == 0
     assert "nothing to do: all 4 cells already finished" in again.stdout
+    # status without --set reads the grid as its latest launch ran it (train.max_epochs=1)
+    status = CliRunner().invoke(cli, ["status", str(REPO / "grids" / "quickstart.yaml"),
+                                      "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
+    assert status.exit_code == 0, status.output
+    assert status.output.splitlines()[-1] == "grid 'quickstart': 4 cells: 4 finished"
 
 
 def test_data_errors_come_before_any_run(write_grid, tmp_path, tracking_uri):

@@ -278,6 +278,7 @@ class Recorder:
                 self.client.set_tag(run_id, "gridrun.project_run", project_run.info.run_id)
                 self.client.set_tag(project_run.info.run_id, "gridrun.launch_run", run_id)
                 self.client.set_tag(project_run.info.run_id, "gridrun.experiment", grid.name)
+        self._log_grid(experiment_id, run_id, grid)
         file_name = os.path.basename(grid.path)
         self.client.log_text(run_id, grid.text,
                              file_name if file_name.endswith((".yaml", ".yml")) else "grid.yaml")
@@ -286,6 +287,25 @@ class Recorder:
                                  "overrides.json")
             self.client.set_tag(run_id, OVERRIDES, json.dumps(grid.override_args))
         return run_id
+
+    def _log_grid(self, experiment_id: str, run_id: str, grid: Grid) -> None:
+        """The grid on its launch's run, as params a user can filter and compare launches by:
+        every fixed setting (`fixed.<key>`, --set overrides included), every axis with its
+        levels (`axis.<name>`), the seeds and the schedule. The experiment says what the grid
+        file says: its description as the experiment's note, the file as a tag."""
+        params = {f"fixed.{k}": format_param(v) for k, v in {**grid.fixed,
+                                                                **grid.overrides}.items()}
+        params.update({f"axis.{a.name}": ", ".join(a.labels()) for a in grid.axes})
+        if grid.seeds:
+            params["seeds"] = ", ".join(map(str, grid.seeds))
+        params["schedule"] = grid.schedule.name
+        existing = self.client.get_run(run_id).data.params  # an adopted `mlflow run` run
+        rows = [Param(k, v[:6000]) for k, v in params.items() if k not in existing]
+        for start in range(0, len(rows), 100):  # MLflow takes at most 100 params per call
+            self.client.log_batch(run_id, params=rows[start:start + 100])
+        if grid.description:
+            self.client.set_experiment_tag(experiment_id, MLFLOW_RUN_NOTE, grid.description)
+        self.client.set_experiment_tag(experiment_id, "gridrun.grid_file", grid.path)
 
     def _project_run(self):
         """The run `mlflow run` started for this process (MLFLOW_RUN_ID), if any in this store."""
@@ -337,9 +357,11 @@ class Recorder:
                                                for k, v in stats.metrics().items()])
 
     def finish_cell(self, run_id: str, result: CellResult) -> None:
+        """The cell's final figures (one value each, at step 0, as MLflow logs a metric without a
+        step: its chart view draws them as bars, apart from the per-epoch curves), its outcome,
+        and FINISHED."""
         ts = _now_ms()
-        metrics = [Metric(k, float(v), ts, result.epochs_run)
-                   for k, v in result.final_metrics().items()]
+        metrics = [Metric(k, float(v), ts, 0) for k, v in result.final_metrics().items()]
         tags = [RunTag(OUTCOME, result.outcome), RunTag(REASON, result.reason[:5000])]
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))

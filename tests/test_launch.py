@@ -60,6 +60,12 @@ def test_launch_records_every_cell_with_params_metrics_and_tags(small_cifar_laun
     assert parent.data.metrics["cells_ran"] == 4
     artifacts = [a.path for a in client.list_artifacts(parent.info.run_id)]
     assert "grid.yaml" in artifacts
+    # the launch carries its grid as params, the experiment its grid file
+    assert parent.data.params["fixed.model.name"] == "base4"
+    assert parent.data.params["axis.variant"] == "relu_bn, leaky_drop"
+    assert parent.data.params["axis.optimizer"] == "sgd0.9, adam"
+    assert parent.data.params["schedule"] == "all"
+    assert exp.tags["gridrun.grid_file"] == grid.path
 
     children = _children(client, exp.experiment_id)
     cells = grid.cells()
@@ -85,6 +91,10 @@ def test_launch_records_every_cell_with_params_metrics_and_tags(small_cifar_laun
             history = client.get_metric_history(run.info.run_id, key)
             assert sorted(m.step for m in history) == [1, 2], key
         assert 0.0 <= run.data.metrics["test_acc"] <= 1.0
+        # from counts: k/300 exactly (not float32's rounding), and one value at step 0 (drawn
+        # as a bar, not a dot on the per-epoch step axis)
+        assert run.data.metrics["test_acc"] == round(run.data.metrics["test_acc"] * 300) / 300
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")] == [0]
         assert run.data.metrics["epochs_needed"] in (1, 2)
         assert run.data.metrics["params_total"] == run.data.metrics["params_trainable"] > 600_000
 

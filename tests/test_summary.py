@@ -181,15 +181,21 @@ def test_experiment_mode_matches_grid_mode(launched):
 def test_cli_summary_formats_output_file_and_parent_artifact(launched, tmp_path):
     grid, uri = launched
     runner = CliRunner()
+    client = MlflowClient(uri)
+    parent = Recorder(uri).store.latest_launch(client.get_experiment_by_name("table1-like").experiment_id)
+    before = client.get_run(parent.info.run_id)
+    plain = runner.invoke(cli, ["summary", grid.path, "--tracking-uri", uri])
+    assert plain.exit_code == 0, plain.output  # a read: the launch's run is left as it was
+    assert not client.list_artifacts(parent.info.run_id, "summary")
+    assert client.get_run(parent.info.run_id).to_dictionary() == before.to_dictionary()
     for fmt in summary.FORMATS:
-        result = runner.invoke(cli, ["summary", grid.path, "--format", fmt, "--tracking-uri", uri])
+        result = runner.invoke(cli, ["summary", grid.path, "--format", fmt, "--log",
+                                     "--tracking-uri", uri])
         assert result.exit_code == 0, result.output
     out = tmp_path / "table.tex"
     result = runner.invoke(cli, ["summary", grid.path, "--format", "latex", "--output", str(out),
                                  "--tracking-uri", uri])
     assert result.exit_code == 0 and out.read_text().startswith(r"\begin{tabular}")
-    client = MlflowClient(uri)
-    parent = Recorder(uri).store.latest_launch(client.get_experiment_by_name("table1-like").experiment_id)
     logged = [a.path for a in client.list_artifacts(parent.info.run_id, "summary")]
     assert {"summary/results.md", "summary/results.tex", "summary/results.html"} <= set(logged)
     bad = runner.invoke(cli, ["summary", grid.path, "--sort", "speed", "--tracking-uri", uri])

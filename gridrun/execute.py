@@ -569,7 +569,7 @@ def record_result(recorder: Recorder, experiment_id: str, run_id: str, cell: Cel
         recorder.log_model(experiment_id, run_id, result.model, result.example_input)
     if result.device:
         recorder.set_tags(run_id, {"gridrun.device": result.device})
-    recorder.finish_cell(run_id, result)
+    recorder.finish_cell(run_id, result, cell)
 
 
 def record_grid(recorder: Recorder, parent_run_id: str, grid: Grid) -> None:

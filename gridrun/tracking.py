@@ -21,6 +21,7 @@ import contextlib
 import gc
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -28,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.run_status import RunStatus
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
+from mlflow.utils.mlflow_tags import (MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE,
+                                      MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE)
 
 from .grid import Cell, Grid
 
@@ -52,6 +54,35 @@ BATCH = 100  # MLflow accepts at most 100 params or tags in one log_batch call
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def source_tags(grid: Grid, project_run=None) -> dict[str, str]:
+    """MLflow's "Source" of a launch and its cells: under `mlflow run`, the project run's own
+    source tags; otherwise the command and, when the grid file lies in a git checkout, its
+    commit, so a run says which code and which grid file produced it."""
+    if project_run is not None:
+        return {k: v for k, v in project_run.data.tags.items()
+                if k.startswith(("mlflow.source.", "mlflow.project."))}
+    tags = {MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_SOURCE_NAME: f"gridrun launch {grid.path}"}
+    folder = os.path.dirname(os.path.abspath(grid.path)) if os.path.exists(grid.path) \
+        else os.getcwd()
+    try:
+        found = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True,
+                               text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return tags
+    if found.returncode == 0 and found.stdout.strip():
+        tags[MLFLOW_GIT_COMMIT] = found.stdout.strip()
+    return tags
+
+
+def describe_cell(cell: Cell, result: CellResult) -> str:
+    """A finished cell in a sentence, e.g. "variant relu_bn, optimizer adam: early_stopped,
+    test accuracy 0.6215 (no val_acc improvement for 5 epochs ...)"."""
+    varies = ", ".join(f"{axis} {value}" for axis, value in cell.axes.items()) or cell.name
+    score = ("" if result.outcome == "pruned"
+             else f", test accuracy {result.test_acc:.4f}")
+    return f"{varies}: {result.outcome}{score} ({result.reason})."
 
 
 def _chunks(items: list, size: int = BATCH) -> Iterable[list]:
@@ -239,6 +270,7 @@ class Recorder:
         self.store = Store(tracking_uri)
         self.client = self.store.client
         self.tracking_uri = self.store.tracking_uri
+        self.source_tags: dict[str, str] = {}  # the launch's, for its cells (start_launch)
 
     def experiment_id(self, name: str) -> str:
         """The grid's experiment, created (or restored from the trash) for writing."""
@@ -264,9 +296,12 @@ class Recorder:
         is in the grid's experiment, and otherwise linked to the new parent by tags."""
         tags = {KIND: "launch", "gridrun.grid": grid.name, "gridrun.grid_file": grid.path,
                 "gridrun.cells": str(cells_planned), **(extra_tags or {})}
-        if grid.description:
-            tags[MLFLOW_RUN_NOTE] = grid.description
+        described = f"{grid.description.strip()}\n\n" if grid.description else ""
+        tags[MLFLOW_RUN_NOTE] = (f"{described}{cells_planned} cells of grid '{grid.name}' "
+                                 f"({grid.path}) to train in this launch.")
         project_run = self._project_run()
+        self.source_tags = source_tags(grid, project_run)
+        tags.update(self.source_tags)
         if project_run is not None and project_run.info.experiment_id == experiment_id:
             run_id = project_run.info.run_id
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
@@ -300,9 +335,9 @@ class Recorder:
             params["seeds"] = ", ".join(map(str, grid.seeds))
         params["schedule"] = grid.schedule.name
         existing = self.client.get_run(run_id).data.params  # an adopted `mlflow run` run
-        rows = [Param(k, v[:6000]) for k, v in params.items() if k not in existing]
-        for start in range(0, len(rows), 100):  # MLflow takes at most 100 params per call
-            self.client.log_batch(run_id, params=rows[start:start + 100])
+        rows = [Param(k, v[:MAX_PARAM_LENGTH]) for k, v in params.items() if k not in existing]
+        for chunk in _chunks(rows):
+            self.client.log_batch(run_id, params=chunk)
         if grid.description:
             self.client.set_experiment_tag(experiment_id, MLFLOW_RUN_NOTE, grid.description)
         self.client.set_experiment_tag(experiment_id, "gridrun.grid_file", grid.path)
@@ -342,6 +377,7 @@ class Recorder:
                 "gridrun.index": str(cell.index), "gridrun.label": cell.label,
                 "gridrun.grid": grid.name, OUTCOME: "running", **(extra_tags or {})}
         tags.update({f"gridrun.axis.{axis}": value for axis, value in cell.axes.items()})
+        tags.update(self.source_tags)
         run = self.client.create_run(experiment_id, start_time=_now_ms(), tags=tags,
                                      run_name=cell.name)
         params = {**cell.config, **(extra_params or {})}
@@ -356,13 +392,16 @@ class Recorder:
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, stats.epoch)
                                                for k, v in stats.metrics().items()])
 
-    def finish_cell(self, run_id: str, result: CellResult) -> None:
+    def finish_cell(self, run_id: str, result: CellResult, cell: Cell | None = None) -> None:
         """The cell's final figures (one value each, at step 0, as MLflow logs a metric without a
         step: its chart view draws them as bars, apart from the per-epoch curves), its outcome,
-        and FINISHED."""
+        its description (what it varies and how it ended, in a sentence: MLflow's run
+        description), and FINISHED."""
         ts = _now_ms()
         metrics = [Metric(k, float(v), ts, 0) for k, v in result.final_metrics().items()]
         tags = [RunTag(OUTCOME, result.outcome), RunTag(REASON, result.reason[:5000])]
+        if cell is not None:
+            tags.append(RunTag(MLFLOW_RUN_NOTE, describe_cell(cell, result)))
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 

@@ -66,6 +66,8 @@ def test_launch_records_every_cell_with_params_metrics_and_tags(small_cifar_laun
     assert parent.data.params["axis.optimizer"] == "sgd0.9, adam"
     assert parent.data.params["schedule"] == "all"
     assert exp.tags["gridrun.grid_file"] == grid.path
+    assert parent.data.tags["mlflow.note.content"].startswith("4 cells of grid 'small-cifar'")
+    assert parent.data.tags["mlflow.source.name"] == f"gridrun launch {grid.path}"
 
     children = _children(client, exp.experiment_id)
     cells = grid.cells()
@@ -80,6 +82,12 @@ def test_launch_records_every_cell_with_params_metrics_and_tags(small_cifar_laun
         assert tags["gridrun.outcome"] == "max_epochs"
         assert tags["gridrun.reason"] == "reached train.max_epochs=2"
         assert tags["gridrun.axis.optimizer"] in ("sgd0.9", "adam")
+        # MLflow's Source and Description columns: the command, and the cell in a sentence
+        assert tags["mlflow.source.name"] == f"gridrun launch {grid.path}"
+        assert tags["mlflow.note.content"].startswith(
+            f"variant {cell.axes['variant']}, optimizer {cell.axes['optimizer']}: max_epochs, "
+            "test accuracy 0.")
+        assert tags["mlflow.note.content"].endswith("(reached train.max_epochs=2).")
         # the full resolved config, flattened with dotted keys, and the launch that claimed it
         assert set(run.data.params) == set(cell.config) | {"gridrun.claim.0"}
         assert run.data.params["gridrun.claim.0"].split()[2] == str(os.getpid())
@@ -167,6 +175,11 @@ def test_quickstart_from_the_command_line_uses_mlflow_db_in_the_working_dir(tmp_
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("quickstart")
     assert len(_children(client, exp.experiment_id)) == 4
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    if head:  # a git checkout: every run says which commit produced it
+        assert {r.data.tags.get("mlflow.source.git.commit")
+                for r in client.search_runs([exp.experiment_id])} == {head}
     again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
     assert again.returncode == 0
     assert "nothing to do: all 4 cells already finished" in again.stdout

@@ -531,7 +531,7 @@ class _Writer:
         if self.log_model == "best" and result.model is not None:
             self.warmed_up()
             self.recorder.log_model(self.experiment_id, run_id, result.model,
-                                    result.example_input)
+                                    result.example_input, cell.name, cell.config)
         self.recorder.set_tags(run_id, {"gridrun.best_of_launch": self.report.parent_run_id})
 
     def warmed_up(self) -> None:
@@ -566,7 +566,8 @@ def record_result(recorder: Recorder, experiment_id: str, run_id: str, cell: Cel
         cell_reports(result, Path(folder), title=cell.name, figures=figures)
         recorder.log_files(run_id, Path(folder))
     if with_model and result.model is not None and result.example_input is not None:
-        recorder.log_model(experiment_id, run_id, result.model, result.example_input)
+        recorder.log_model(experiment_id, run_id, result.model, result.example_input, cell.name,
+                           cell.config)
     if result.device:
         recorder.set_tags(run_id, {"gridrun.device": result.device})
     recorder.finish_cell(run_id, result, cell)

@@ -21,6 +21,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -74,6 +75,12 @@ def source_tags(grid: Grid, project_run=None) -> dict[str, str]:
     if found.returncode == 0 and found.stdout.strip():
         tags[MLFLOW_GIT_COMMIT] = found.stdout.strip()
     return tags
+
+
+def model_name(run_name: str) -> str:
+    """A logged model's name from its cell's run name: MLflow refuses / : . % " ' in model
+    names, so `lr0.01-adam` becomes `lr0_01-adam`."""
+    return re.sub(r"[/:.%\"']", "_", run_name) or "model"
 
 
 def describe_cell(cell: Cell, result: CellResult) -> str:
@@ -459,8 +466,11 @@ class Recorder:
         self.client.log_artifacts(run_id, str(folder), artifact_path)
 
     def log_model(self, experiment_id: str, run_id: str, model: torch.nn.Module,
-                  example_input: torch.Tensor, name: str = "model") -> str:
-        """The trained model in MLflow's pytorch flavor (pt2), with input example and signature.
+                  example_input: torch.Tensor, name: str = "model",
+                  params: dict[str, Any] | None = None) -> str:
+        """The trained model in MLflow's pytorch flavor (pt2), with input example and signature,
+        as a logged model named `name` (the cell's run name, so the Models tab says which cell
+        each is) carrying `params` (the cell's config).
 
         It takes float images in [0, 1], shape [N, C, H, W], and returns class logits.
         Requirements are given, not inferred: inference imports half the environment and takes
@@ -472,7 +482,9 @@ class Recorder:
         import torch
 
         # created here so the model belongs to the run's experiment, not the "active" one
-        logged = self.client.create_logged_model(experiment_id, name=name, source_run_id=run_id)
+        logged = self.client.create_logged_model(
+            experiment_id, name=model_name(name), source_run_id=run_id,
+            params={k: format_param(v)[:MAX_PARAM_LENGTH] for k, v in (params or {}).items()})
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(self.tracking_uri)  # log_model resolves the store globally
         try:

@@ -214,5 +214,8 @@ def test_model_and_figures_policies_all_or_none(write_grid, tracking_uri, policy
     client = MlflowClient(tracking_uri)
     runs = _children(client, report.experiment_id)
     assert sum(len(r.outputs.model_outputs) for r in runs) == models
+    if models:  # named after their cells, in the characters MLflow allows
+        names = {client.get_logged_model(r.outputs.model_outputs[0].model_id).name for r in runs}
+        assert names == {"lr0_01", "lr0_02"}
     assert sum("curves.png" in {a.path for a in client.list_artifacts(r.info.run_id)}
                for r in runs) == models

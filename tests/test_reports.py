@@ -94,6 +94,10 @@ def test_the_best_cells_model_is_logged_and_loads_back_predicting_the_same(digit
     assert accuracy == pytest.approx(run.data.metrics["test_acc"])
     logged = client.get_logged_model(model_id)
     assert logged.experiment_id == report.experiment_id and logged.source_run_id == run.info.run_id
+    # the Models tab says which cell it is: its name, and the cell's config as its params
+    assert logged.name == run.info.run_name
+    assert logged.params["model.name"] == run.data.params["model.name"]
+    assert logged.params["optim.lr"] == run.data.params["optim.lr"]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{model_id}")
     out = pyfunc.predict(data.to_float(splits.test.images(slice(0, 5))).numpy())
     assert np.asarray(out).shape == (5, 10)

@@ -146,13 +146,25 @@ def plot_class_errors(cm: np.ndarray, classes: list[str], path: Path, title: str
     return path
 
 
+def accuracy_axis(means: pd.Series, stds: pd.Series) -> tuple[float, float]:
+    """Y limits (%) that fit the bars and their error bars with a margin, inside 0-100: a
+    95-98 % spread is visible, not a sliver at the top of a 0-100 % axis."""
+    low = float(((means - stds) * 100).min())
+    high = float(((means + stds) * 100).max())
+    margin = max(high - low, 1.0) * 0.25
+    return max(0.0, low - margin), min(100.0, high + margin)
+
+
 def grid_plots(cells: pd.DataFrame, levels: dict[str, pd.Series], out: Path) -> list[Path]:
     """Grid-level figures from a `gridrun.summary.cells_frame`: accuracy by factor and by size.
 
     `levels` maps each factor (axis) to the level of every cell, aligned with `cells`.
     """
     out.mkdir(parents=True, exist_ok=True)
+    # pruned cells' test accuracy is an early epoch's, not a result: left out, as in the summary
     finished = cells["test_acc"].notna() & (cells["status"] == "FINISHED")
+    if "outcome" in cells:
+        finished &= cells["outcome"] != "pruned"
     done = cells[finished]
     files: list[Path] = []
     if done.empty:
@@ -162,9 +174,15 @@ def grid_plots(cells: pd.DataFrame, levels: dict[str, pd.Series], out: Path) -> 
         for ax, (factor, level) in zip(axes[0], levels.items()):
             means = done.groupby(level[finished], sort=False)["test_acc"].agg(
                 ["mean", "std", "count"])
-            ax.bar(means.index.astype(str), means["mean"] * 100,
-                   yerr=means["std"].fillna(0) * 100, capsize=3)
-            ax.set_title(f"accuracy by {factor}")
+            best = int(means["mean"].to_numpy().argmax())
+            bars = ax.bar(means.index.astype(str), means["mean"] * 100,
+                          yerr=means["std"].fillna(0) * 100, capsize=3,
+                          color=["tab:green" if i == best else "tab:blue"
+                                 for i in range(len(means))])
+            ax.bar_label(bars, labels=[f"{m * 100:.1f}" for m in means["mean"]], fontsize=8,
+                         padding=2)
+            ax.set_ylim(*accuracy_axis(means["mean"], means["std"].fillna(0)))
+            ax.set_title(f"accuracy by {factor} (best level green)")
             ax.set_ylabel("mean test accuracy (%)")
             ax.tick_params(axis="x", rotation=45)
         fig.tight_layout()

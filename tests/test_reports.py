@@ -109,3 +109,13 @@ def test_most_confused_pairs():
     assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == [
         ("dog", "bird", 4), ("cat", "dog", 3), ("dog", "cat", 1)]
     assert pairs[0]["share_of_true"] == pytest.approx(4 / 11)
+
+
+def test_accuracy_axes_fit_the_data_not_0_to_100():
+    import pandas as pd
+
+    from gridrun.reports import accuracy_axis
+
+    low, high = accuracy_axis(pd.Series([0.95, 0.98]), pd.Series([0.005, 0.0]))
+    assert 93 < low < 94.5 and 98 < high < 99.5  # a 95-98 % spread fills the axis
+    assert accuracy_axis(pd.Series([0.02, 0.99]), pd.Series([0.05, 0.05])) == (0.0, 100.0)

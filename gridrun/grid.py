@@ -293,14 +293,19 @@ def _seeds(raw: Any, where: str) -> list[int]:
     return list(raw)
 
 
+def _check_keys(raw: dict, allowed, where: str) -> None:
+    """A section's keys are among `allowed`; the first unknown one (sorted) is the error."""
+    unknown = set(raw) - set(allowed)
+    if unknown:
+        raise GridError(f"unknown key '{sorted(map(str, unknown))[0]}'; allowed: "
+                        f"{', '.join(allowed)}", where)
+
+
 def _search(raw: Any, fixed: dict[str, Any], where: str) -> SearchSpec:
     """Validate `search:`: sampler, pruner, n_trials and a space of ranges and choices."""
     if not isinstance(raw, dict):
         raise GridError("must be a mapping with n_trials, sampler, pruner, seed, space", where)
-    unknown = set(raw) - {"n_trials", "sampler", "pruner", "seed", "space"}
-    if unknown:
-        raise GridError(f"unknown key '{sorted(unknown)[0]}'; allowed: n_trials, sampler, "
-                        "pruner, seed, space", where)
+    _check_keys(raw, ("n_trials", "sampler", "pruner", "seed", "space"), where)
     n_trials = raw.get("n_trials", 20)
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or not 1 <= n_trials <= MAX_CELLS:
         raise GridError(f"must be an integer in [1, {MAX_CELLS}], got {n_trials!r}",
@@ -358,10 +363,7 @@ def launch_settings(raw: Any, defaults: dict[str, Any], where: str) -> dict[str,
         raw = {}
     if not isinstance(raw, dict):
         raise GridError(f"must be a mapping with keys {', '.join(defaults)}", where)
-    unknown = set(raw) - set(defaults)
-    if unknown:
-        raise GridError(f"unknown key '{sorted(map(str, unknown))[0]}'; allowed: "
-                        f"{', '.join(defaults)}", where)
+    _check_keys(raw, defaults, where)
     settings = {}
     for key, allowed in defaults.items():
         if allowed is str:
@@ -399,10 +401,7 @@ def parse_schedule(raw: Any, search: bool, where: str) -> Schedule:
     if not isinstance(raw, dict):
         raw = {"name": raw}
     allowed = ("name", *SCHEDULE_DEFAULTS)
-    unknown = set(raw) - set(allowed)
-    if unknown:
-        raise GridError(f"unknown key '{sorted(map(str, unknown))[0]}'; allowed: "
-                        f"{', '.join(allowed)}", where)
+    _check_keys(raw, allowed, where)
     names = SCHEDULES if search else tuple(s for s in SCHEDULES if s != "hyperband")
     name = raw.get("name", "all")
     if name not in names:
@@ -436,10 +435,7 @@ def ray_resources(raw: Any, defaults: dict[str, float], where: str) -> dict[str,
     if not isinstance(raw, dict):
         raise GridError(f"must be a mapping with keys {', '.join(defaults)}, e.g. "
                         "{cpus: 1, gpus: 0.25}", where)
-    unknown = set(raw) - set(defaults)
-    if unknown:
-        raise GridError(f"unknown key '{sorted(map(str, unknown))[0]}'; allowed: "
-                        f"{', '.join(defaults)}", where)
+    _check_keys(raw, defaults, where)
     resources = dict(defaults)
     for key, value in raw.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(

@@ -309,8 +309,10 @@ class Recorder:
         project_run = self._project_run()
         self.source_tags = source_tags(grid, project_run)
         tags.update(self.source_tags)
+        logged_params: dict[str, str] = {}  # a new run has none
         if project_run is not None and project_run.info.experiment_id == experiment_id:
             run_id = project_run.info.run_id
+            logged_params = project_run.data.params  # `mlflow run`'s own, which cannot change
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         else:
             run = self.client.create_run(experiment_id, start_time=_now_ms(), tags=tags,
@@ -320,7 +322,7 @@ class Recorder:
                 self.client.set_tag(run_id, "gridrun.project_run", project_run.info.run_id)
                 self.client.set_tag(project_run.info.run_id, "gridrun.launch_run", run_id)
                 self.client.set_tag(project_run.info.run_id, "gridrun.experiment", grid.name)
-        self._log_grid(experiment_id, run_id, grid)
+        self._log_grid(experiment_id, run_id, grid, logged_params)
         file_name = os.path.basename(grid.path)
         self.client.log_text(run_id, grid.text,
                              file_name if file_name.endswith((".yaml", ".yml")) else "grid.yaml")
@@ -330,7 +332,8 @@ class Recorder:
             self.client.set_tag(run_id, OVERRIDES, json.dumps(grid.override_args))
         return run_id
 
-    def _log_grid(self, experiment_id: str, run_id: str, grid: Grid) -> None:
+    def _log_grid(self, experiment_id: str, run_id: str, grid: Grid,
+                  logged_params: dict[str, str]) -> None:
         """The grid on its launch's run, as params a user can filter and compare launches by:
         every fixed setting (`fixed.<key>`, --set overrides included), every axis with its
         levels (`axis.<name>`), the seeds and the schedule. The experiment says what the grid
@@ -341,8 +344,8 @@ class Recorder:
         if grid.seeds:
             params["seeds"] = ", ".join(map(str, grid.seeds))
         params["schedule"] = grid.schedule.name
-        existing = self.client.get_run(run_id).data.params  # an adopted `mlflow run` run
-        rows = [Param(k, v[:MAX_PARAM_LENGTH]) for k, v in params.items() if k not in existing]
+        rows = [Param(k, v[:MAX_PARAM_LENGTH]) for k, v in params.items()
+                if k not in logged_params]
         for chunk in _chunks(rows):
             self.client.log_batch(run_id, params=chunk)
         if grid.description:

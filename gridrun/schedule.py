@@ -92,22 +92,19 @@ class AshaPlan:
 
     def __init__(self, todo: list, planned: int, schedule: Schedule,
                  histories: dict[str, list[float]] | None = None):
-        from .train.recipe import monitor_mode
-
         self.todo, self.planned, self.schedule = todo, planned, schedule
         self.rungs = Rungs(schedule)
-        self._mode = monitor_mode
         self.best: dict[str, float] = {}  # cell id -> best monitored value so far
-        self._replayed: set[str] = set()
         for cell_id, (cfg, values) in (histories or {}).items():
             monitor, mode = self._monitor(cfg)
             self.rungs.replay(monitor, mode, cell_id, values, cfg["train.max_epochs"])
             if values:
                 self.best[cell_id] = max(values) if mode == "max" else min(values)
-            self._replayed.add(cell_id)
 
-    def _monitor(self, cfg: dict) -> tuple[str, str]:
-        return cfg["train.monitor"], self._mode(cfg["train.monitor"], cfg["train.mode"])
+    @staticmethod
+    def _monitor(cfg: dict) -> tuple[str, str]:
+        from .train.recipe import monitor_mode  # not at import: grid files read this module
+        return cfg["train.monitor"], monitor_mode(cfg["train.monitor"], cfg["train.mode"])
 
     @property
     def to_run(self) -> int:

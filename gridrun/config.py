@@ -94,6 +94,10 @@ def _options() -> dict[str, Option]:
                doc="score on a stratified subset of this many test images"),
         Option("data.batch_size", "int", 64, check=at_least_1),
         Option("data.shuffle", "bool", True, doc="reshuffle the training set every epoch"),
+        Option("data.drop_last", "bool", True,
+               doc="skip each epoch's last partial training batch (45,000 % 64 leaves 8 images "
+                   "whose step jolts batch norm right before validation); kept when the training "
+                   "set is smaller than one batch. Evaluation always sees every image"),
         Option("data.image_size", "int", None, check=at_least_1, optional=True,
                doc="resize images to this size (e.g. 224 for pretrained backbones); null: as stored"),
         Option("data.normalize", "str", "dataset", choices=NORMALIZE,

@@ -17,6 +17,7 @@ Supported sources:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import pickle
 import shutil
@@ -474,12 +475,22 @@ def make_splits(images: ImageSet, val_fraction: float = 0.1, train_size: int | N
                   images.classes, images.mean, images.std)
 
 
-def batches(split: Split, batch_size: int, generator: torch.Generator | None = None
-            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """uint8 image batches; shuffled when a generator is given (the cell's seed drives it)."""
+def batch_count(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """Batches in one pass over `n` items. With `drop_last` the last partial batch is skipped,
+    unless it is the only batch: a training set smaller than one batch still takes a step."""
+    if drop_last and n >= batch_size:
+        return n // batch_size
+    return math.ceil(n / batch_size)
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator | None = None,
+            drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """uint8 image batches; shuffled when a generator is given (the cell's seed drives it).
+    `drop_last` skips the last partial batch (see `batch_count`); the shuffle draws the same
+    permutation either way, so only that batch differs."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if generator is not None else None
-    for start in range(0, n, batch_size):
+    for start in range(0, batch_count(n, batch_size, drop_last) * batch_size, batch_size):
         if order is None:
             rows = slice(start, start + batch_size)
         else:

@@ -197,3 +197,18 @@ def test_cub200_grid_trains_end_to_end(tmp_path, write_grid, tracking_uri):
     """))
     report = launch(grid, data_dir=str(tmp_path / "cub"), tracking_uri=tracking_uri)
     assert report.ran == 1 and report.failed == 0
+
+
+@pytest.mark.parametrize("n, drop_last, sizes", [
+    (45, True, [16, 16]),        # the 13 left over are skipped
+    (45, False, [16, 16, 13]),   # ... or trained on as a small last batch
+    (48, True, [16, 16, 16]),    # nothing to drop
+    (10, True, [10]),            # smaller than one batch: one batch of all, never zero steps
+])
+def test_drop_last_skips_only_a_partial_last_training_batch(n, drop_last, sizes):
+    split = data.Split(torch.zeros(n, 3, 2, 2, dtype=torch.uint8), torch.arange(n), torch.arange(n))
+    got = [len(y) for _, y in data.batches(split, 16, torch.Generator().manual_seed(0), drop_last)]
+    assert got == sizes and data.batch_count(n, 16, drop_last) == len(sizes)
+    seen = torch.cat([y for _, y in data.batches(split, 16, torch.Generator().manual_seed(0),
+                                                 drop_last)])
+    assert len(set(seen.tolist())) == sum(sizes), "no image twice in an epoch"

@@ -90,6 +90,13 @@ def test_cell_id_is_stable_depends_on_seed_not_device(write_grid):
     assert seeded.id != base.id
 
 
+def test_drop_last_defaults_on_and_is_part_of_the_cell_id(write_grid):
+    base = load_grid(write_grid("fixed: {optim.lr: 0.02}")).cells()[0]
+    kept = load_grid(write_grid("fixed: {optim.lr: 0.02, data.drop_last: false}")).cells()[0]
+    assert base.config["data.drop_last"] is True
+    assert kept.id != base.id, "a cell that trains on the last partial batch is another cell"
+
+
 def test_overrides_apply_to_every_cell_and_replace_axes():
     grid = load_grid(ACTIVATION_GRID, ["data.train_size=2000", "train.max_epochs=1",
                                        "optim.lr=0.01"])

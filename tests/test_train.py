@@ -151,6 +151,21 @@ def test_golden_numbers_of_seeded_cells_are_unchanged(digits):
                                                           expected["epochs_needed"]), name
 
 
+def test_drop_last_changes_the_optimizer_steps_per_epoch_not_the_evaluation(digits):
+    import torch
+
+    cfg = _cfg(**{"model.name": "base4", "train.max_epochs": 1, "data.batch_size": 64,
+                  "optim.name": "adam"})
+    for drop_last in (True, False):
+        state = setup({**cfg, "data.drop_last": drop_last}, digits)
+        n = len(state.splits.train)
+        assert n % 64, "the digits training split ends with a partial batch"
+        decide(state, run_epoch(state))
+        steps = state.optimizer.state_dict()["state"][0]["step"]
+        assert int(torch.as_tensor(steps)) == (n // 64 if drop_last else n // 64 + 1)
+        assert len(finish(state).test_predictions) == len(state.splits.test), "every test image scored"
+
+
 def test_the_steps_of_a_train_state_give_the_same_numbers_as_train_cell(digits):
     cfg = _cfg(**{"model.name": "base4", "train.max_epochs": 2})
     whole = train_cell(cfg, digits)

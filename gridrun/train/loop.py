@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .. import augment
-from ..data import ImageSet, Splits, batches, make_splits, resizer
+from ..data import ImageSet, Splits, batch_count, batches, make_splits, resizer
 from ..events import CellResult, EpochStats, Stop
 from ..models import Standardized, count_params
 from .precision import autocast, memory_format, seed_everything, select_device
@@ -96,7 +96,7 @@ def setup(cfg: dict, images: ImageSet, splits: Splits | None = None) -> TrainSta
         (lambda x: resize(x).contiguous(memory_format=fmt))
     params_total, params_trainable = count_params(model)
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
-    steps_per_epoch = math.ceil(len(splits.train) / cfg["data.batch_size"])
+    steps_per_epoch = batch_count(len(splits.train), cfg["data.batch_size"], cfg["data.drop_last"])
     scheduler, per_batch = build_scheduler(optimizer, cfg, steps_per_epoch)
     stopper = EarlyStopping(cfg["train.patience"],
                             monitor_mode(cfg["train.monitor"], cfg["train.mode"]),
@@ -130,7 +130,8 @@ def train_epoch(state: TrainState) -> tuple[float, float] | None:
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     shuffle = state.rng if cfg["data.shuffle"] else None
-    for xb, yb in batches(state.splits.train, cfg["data.batch_size"], shuffle):
+    for xb, yb in batches(state.splits.train, cfg["data.batch_size"], shuffle,
+                          cfg["data.drop_last"]):
         xb = state.inputs(xb)
         if augmenting:
             xb = augment.augment(xb, cfg, state.rng)

@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 some cells failed (launch) or not every cell finished (
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import sys
@@ -176,9 +177,14 @@ Examples:
   gridrun launch grids/activation_vs_optim.yaml --dry-run
   gridrun launch grids/activation_vs_optim.yaml --set data.train_size=2000 --set train.max_epochs=1
   gridrun launch grids/activation_vs_optim.yaml --workers 2 --set train.precision=bf16
+  gridrun launch grids/activation_vs_optim.yaml --only variant=leaky_nodrop,leaky_drop
   gridrun launch grids/quickstart.yaml --tracking-uri sqlite:///runs.db""")
 @click.argument("grid_file", type=click.Path(dir_okay=False))
 @_overrides_option
+@click.option("--only", "only", multiple=True, metavar="AXIS=LEVEL[,LEVEL]",
+              help="Launch a slice of the grid: the cells whose AXIS takes one of these levels "
+                   "(as --dry-run prints them; repeatable, all must hold). The cells keep their ids, "
+                   "so a later launch of the whole grid skips them.")
 @click.option("--dry-run", is_flag=True, help="Print the cells and exit; nothing is trained.")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Dataset directory [default: $GRIDRUN_DATA_DIR, else ./data].")
@@ -186,19 +192,19 @@ Examples:
               help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].")
 @click.option("--rerun", is_flag=True, help="Train cells again even if they already finished.")
 @_execution_options
-def launch(grid_file, overrides, overrides_list, dry_run, data_dir, tracking_uri, rerun, executor,
-           workers, threads, log_model, figures, retries, state_dir, keep_checkpoints, address,
-           schedule):
+def launch(grid_file, overrides, overrides_list, only, dry_run, data_dir, tracking_uri, rerun,
+           executor, workers, threads, log_model, figures, retries, state_dir, keep_checkpoints,
+           address, schedule):
     """Train every cell of GRID_FILE and record each as an MLflow run.
 
     Run the same command again at any time: cells with a FINISHED run are skipped, cells a
     killed or interrupted launch left continue from their last epoch's checkpoint in their own
     run, and cells another live launch of the grid trains are left to it.
     """
-    from .grid import load_grid, with_schedule
+    from .grid import load_grid, with_only, with_schedule
 
-    grid = with_schedule(load_grid(grid_file, _all_overrides(overrides, overrides_list)),
-                         schedule)
+    grid = with_only(with_schedule(load_grid(grid_file, _all_overrides(overrides, overrides_list)),
+                                   schedule), only)
     if dry_run:
         click.echo(format_search(grid) if grid.search else format_cells(grid))
         return
@@ -287,7 +293,8 @@ def format_cells(grid) -> str:
                                   for a in axes] + [c.id] for c in cells]
     header = ["#"] + axes + ["cell id"]
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    lines = [f"{len(cells)} cells in grid '{grid.name}' ({grid.path})"]
+    of = f" of the {len(dataclasses.replace(grid, only={}).cells())}" if grid.only else ""
+    lines = [f"{len(cells)}{of} cells in grid '{grid.name}' ({grid.path})"]
     if grid.schedule.name == "asha":
         eta, rungs = grid.schedule.reduction_factor, grid.schedule.rungs(
             max(c.config["train.max_epochs"] for c in cells))

@@ -26,9 +26,9 @@ import difflib
 import itertools
 import re
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -99,13 +99,20 @@ class Grid:
     execution: dict[str, Any] = field(default_factory=dict)  # executor, workers, threads
     track: dict[str, Any] = field(default_factory=dict)  # log_model
     schedule: Schedule = field(default_factory=Schedule)  # all cells to the end, or ASHA
+    only: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --only: axis -> levels kept
 
     def size(self) -> int:
         """Number of combinations before exclusions and de-duplication."""
         return math.prod(len(a.values) for a in self.axes) * max(len(self.seeds), 1)
 
     def cells(self) -> list[Cell]:
-        return expand(self)
+        """The cells in grid order; with `only`, those whose axes take one of the kept levels
+        (each keeps its place and id in the whole grid, so its runs are the whole grid's)."""
+        cells = expand(self)
+        if not self.only:
+            return cells
+        return [c for c in cells
+                if all(c.axes.get(axis) in levels for axis, levels in self.only.items())]
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -421,9 +428,47 @@ def with_schedule(grid: Grid, name: str | None, where: str = "--schedule") -> Gr
     """`grid` with its schedule named `name` (its other settings kept): `--schedule`."""
     if name is None or name == grid.schedule.name:
         return grid
-    from dataclasses import replace
     settings = {**grid.schedule.__dict__, "name": name}
     return replace(grid, schedule=parse_schedule(settings, grid.search is not None, where))
+
+
+def with_only(grid: Grid, selections: Sequence[str], where: str = "--only") -> Grid:
+    """`grid` restricted to a slice: each selection is `AXIS=LEVEL[,LEVEL...]`, with the levels as
+    `--dry-run` prints them (`variant=leaky_nodrop`, `optim.lr=lr0.005`; a plain-value axis also
+    takes its value, `optim.lr=0.005`). Selections on different axes must all hold."""
+    if not selections:
+        return grid
+    if grid.search is not None:
+        raise GridError("a search has no axes to select from; allowed: grids with a grid: section",
+                        where)
+    axes = {axis.name: axis for axis in grid.axes}
+    only: dict[str, tuple[str, ...]] = {}
+    for selection in selections:
+        name, sep, levels = selection.partition("=")
+        name = name.strip()
+        if not sep or not name or not levels.strip():
+            raise GridError(f"'{selection}' is not AXIS=LEVEL[,LEVEL]; e.g. "
+                            f"{grid.axes[0].name if grid.axes else 'variant'}="
+                            f"{grid.axes[0].labels()[0] if grid.axes else 'leaky_nodrop'}", where)
+        if name not in axes:
+            raise GridError(f"no axis '{name}' in grid '{grid.name}'; allowed: "
+                            f"{', '.join(axes) or 'none (the grid has no axes)'}", where)
+        axis = axes[name]
+        by_value = {} if axis.bundle else {str(v): label for label, settings in axis.values
+                                           for v in settings.values()}
+        kept = []
+        for level in (part.strip() for part in levels.split(",")):
+            label = level if level in axis.labels() else by_value.get(level)
+            if label is None:
+                raise GridError(f"axis '{name}' has no level '{level}'; allowed: "
+                                f"{', '.join(axis.labels())}", where)
+            kept.append(label)
+        only[name] = tuple(dict.fromkeys(only.get(name, ()) + tuple(kept)))
+    narrowed = replace(grid, only=only)
+    if not narrowed.cells():
+        raise GridError(f"no cell of grid '{grid.name}' takes all of "
+                        f"{'; '.join(selections)}", where)
+    return narrowed
 
 
 def ray_resources(raw: Any, defaults: dict[str, float], where: str) -> dict[str, float]:

@@ -330,6 +330,9 @@ class Recorder:
             self.client.log_dict(run_id, {k: format_param(v) for k, v in grid.overrides.items()},
                                  "overrides.json")
             self.client.set_tag(run_id, OVERRIDES, json.dumps(grid.override_args))
+        if grid.only:  # a slice of the grid: say which, so the launch is not read as all of it
+            self.client.set_tag(run_id, "gridrun.only", "; ".join(
+                f"{axis}={','.join(levels)}" for axis, levels in grid.only.items()))
         return run_id
 
     def _log_grid(self, experiment_id: str, run_id: str, grid: Grid,

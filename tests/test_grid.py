@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 
 from gridrun.cli import cli
 from gridrun.errors import GridError
-from gridrun.grid import load_grid
+from gridrun.grid import load_grid, with_only
 
 from .conftest import REPO
 
@@ -95,6 +96,30 @@ def test_drop_last_defaults_on_and_is_part_of_the_cell_id(write_grid):
     kept = load_grid(write_grid("fixed: {optim.lr: 0.02, data.drop_last: false}")).cells()[0]
     assert base.config["data.drop_last"] is True
     assert kept.id != base.id, "a cell that trains on the last partial batch is another cell"
+
+
+def test_only_launches_a_slice_with_the_ids_and_places_of_the_whole_grid():
+    whole = load_grid(ACTIVATION_GRID).cells()
+    part = with_only(load_grid(ACTIVATION_GRID), ["variant=leaky_nodrop,leaky_drop",
+                                                  "optim.lr=0.005"]).cells()
+    assert [c.name for c in part] == [c.name for c in whole if c.axes["optim.lr"] == "lr0.005"
+                                      and c.label in ("leaky_nodrop", "leaky_drop")]
+    assert len(part) == 6 and {c.id: c.index for c in part}.items() <= \
+        {c.id: c.index for c in whole}.items()
+    by_label = with_only(load_grid(ACTIVATION_GRID), ["optim.lr=lr0.001"]).cells()
+    assert {c.config["optim.lr"] for c in by_label} == {0.001}
+
+
+@pytest.mark.parametrize("selection, message", [
+    ("varient=relu_bn", "no axis 'varient' in grid 'activation_vs_optim'; allowed: variant, "
+                        "optim.lr, optimizer"),
+    ("variant=leaky", "axis 'variant' has no level 'leaky'; allowed: relu_nonorm, relu_bn, "
+                      "leaky_nodrop, leaky_drop"),
+    ("variant", "'variant' is not AXIS=LEVEL[,LEVEL]"),
+])
+def test_only_names_the_axes_and_levels_it_allows(selection, message):
+    with pytest.raises(GridError, match=re.escape(message)):
+        with_only(load_grid(ACTIVATION_GRID), [selection])
 
 
 def test_overrides_apply_to_every_cell_and_replace_axes():

@@ -116,17 +116,14 @@ def backbone(name: str, num_classes: int, in_channels: int, dropout: float, pret
     return model
 
 
-def _register_backbone(name: str):
-    def builder(num_classes, in_channels, image_size, *, dropout=0.2, pretrained=False,
-                freeze="none"):
-        return backbone(name, num_classes, in_channels, dropout, pretrained, freeze)
-    builder.__doc__ = (f"torchvision {name} with a new head; optional ImageNet weights from the "
-                       "local hub cache; freezing none/head/last_block.")
-    register(name)(builder)
+@register("resnet18", "efficientnet_b0", "efficientnet_b2", "mobilenet_v2", "mobilenet_v3_small",
+          "squeezenet1_1", "densenet121")
+def torchvision_backbone(name, num_classes, in_channels, image_size, *, dropout=0.2,
+                         pretrained=False, freeze="none"):
+    """torchvision {name} with a new head, optional ImageNet weights, freezing none/head/last_block.
 
-
-for _name in BACKBONES:
-    _register_backbone(_name)
+    The weights come from the local torch hub cache (`check_weights` says where)."""
+    return backbone(name, num_classes, in_channels, dropout, pretrained, freeze)
 
 
 @register("efficientnet_b0_cifar")

@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import registry
 from .errors import GridError
-from .models import ACTIVATIONS, MODELS, NORMS
+from .registry import ACTIVATIONS, NORMS
 
 DATASETS = ("cifar10", "digits", "imagefolder", "cub200")
 NORMALIZE = ("dataset", "symmetric", "centered", "imagenet", "none")
@@ -66,7 +67,7 @@ def _sgd(cfg):
 def _model_option(name: str, kind: str, **kwargs) -> Option:
     """A `model.*` key: it applies to models whose builder takes `name`, which gives its default."""
     def applies(cfg):
-        spec = MODELS.get(cfg.get("model.name"))
+        spec = registry.models().get(cfg.get("model.name"))
         return spec is not None and name in spec.options
     return Option(f"model.{name}", kind, FROM_MODEL, applies=applies, when="models that take it",
                   **kwargs)
@@ -106,9 +107,9 @@ def _options() -> dict[str, Option]:
         Option("data.split_seed", "int", 0, check=seed_range,
                doc="seed of the validation split and subsets, shared by all cells"),
         # model
-        Option("model.name", "str", "base4", choices=lambda: tuple(MODELS)),
-        _model_option("conv_activation", "str", choices=tuple(ACTIVATIONS)),
-        _model_option("fc_activation", "str", choices=tuple(ACTIVATIONS)),
+        Option("model.name", "str", "base4", choices=lambda: tuple(registry.models())),
+        _model_option("conv_activation", "str", choices=ACTIVATIONS),
+        _model_option("fc_activation", "str", choices=ACTIVATIONS),
         _model_option("norm", "str", choices=NORMS),
         _model_option("dropout", "float", check=fraction),
         _model_option("filters", "int_list", doc="conv widths, one conv layer each"),
@@ -270,7 +271,7 @@ def resolve(settings: dict[str, Any]) -> dict[str, Any]:
     cfg: dict[str, Any] = {}
     for key, opt in OPTIONS.items():
         cfg[key] = settings[key] if key in settings else opt.default
-    model = MODELS[cfg["model.name"]]
+    model = registry.models()[cfg["model.name"]]
     for key, opt in OPTIONS.items():
         if opt.applies is not None and not opt.applies(cfg):
             del cfg[key]

@@ -1,4 +1,4 @@
-"""Model registry: one decorated builder per architecture.
+"""Model registry: one decorated builder per architecture (`registry.py` knows them without torch).
 
 A builder is a plain function `builder(num_classes, in_channels, image_size, *, option=default, ...)`
 returning an `nn.Module`. Its keyword-only arguments are the `model.*` keys a grid may set for that
@@ -7,6 +7,7 @@ source of truth, so a key that a model does not take is simply not part of its c
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -14,7 +15,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+from .registry import ACTIVATIONS
+
+ACTIVATION_LAYERS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
     "leaky_relu": lambda: nn.LeakyReLU(0.01, inplace=True),
     "gelu": nn.GELU,
@@ -22,8 +25,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "silu": lambda: nn.SiLU(inplace=True),
     "tanh": nn.Tanh,
 }
-
-NORMS = ("none", "batch", "group", "layer")
+assert tuple(ACTIVATION_LAYERS) == ACTIVATIONS, "registry.ACTIVATIONS names these layers"
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,18 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register(name: str):
-    """Add a builder to the registry under `name` (timm-style `@register_model`)."""
+def register(*names: str):
+    """Add a builder to the registry under `name` (timm-style `@register_model`). A builder
+    registered under several names (a family, such as the torchvision backbones) takes the name
+    as its first argument, and its docstring may say `{name}`."""
 
     def decorate(fn):
         params = inspect.signature(fn).parameters.values()
         options = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
-        summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
-        MODELS[name] = ModelSpec(name, fn, options, summary)
+        summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "{name}"
+        for name in names:
+            build = functools.partial(fn, name) if len(names) > 1 else fn
+            MODELS[name] = ModelSpec(name, build, options, summary.format(name=name))
         return fn
 
     return decorate
@@ -83,7 +89,7 @@ class Standardized(nn.Module):
 # --- building blocks -------------------------------------------------------------------------
 
 def activation(name: str) -> nn.Module:
-    return ACTIVATIONS[name]()
+    return ACTIVATION_LAYERS[name]()
 
 
 def norm2d(kind: str, channels: int) -> nn.Module:

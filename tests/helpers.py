@@ -24,3 +24,21 @@ def record_cell(tracker: Recorder, grid, cell, test_acc: float, outcome: str = "
             params_total=1000, params_trainable=900, history=history,
             test_predictions=torch.zeros(1)))
     return run_id
+
+
+def modules_loaded_by(*args: str, cwd=None) -> set[str]:
+    """Which of torch, torchvision, mlflow a fresh `gridrun ARGS` process imports: the CLI runs
+    as a library call, then the process prints the heavy modules it has loaded."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nfrom gridrun.cli import cli\n"
+            "try:\n    cli(sys.argv[1:], prog_name='gridrun')\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "print('\\n' + json.dumps([m for m in ('torch', 'torchvision', 'mlflow') "
+            "if m in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -14,6 +14,7 @@ from gridrun.errors import GridError
 from gridrun.grid import load_grid, with_only
 
 from .conftest import REPO
+from .helpers import modules_loaded_by
 
 ACTIVATION_GRID = REPO / "grids" / "activation_vs_optim.yaml"
 
@@ -236,3 +237,10 @@ def test_every_shipped_grid_validates_and_dry_runs(grid_file):
     assert result.exit_code == 0, result.output
     count = grid.search.n_trials if grid.search else len(grid.cells())
     assert result.output.startswith(f"{count} ")
+
+
+@pytest.mark.parametrize("args", [("launch", "grids/activation_vs_optim.yaml", "--dry-run"),
+                                  ("keys",), ("--help",), ("launch", "--help")])
+def test_checking_a_grid_loads_no_training_library(args):
+    """--dry-run, keys and --help answer at once: no torch, torchvision or MLflow imported."""
+    assert modules_loaded_by(*args, cwd=REPO) == set()

@@ -6,7 +6,9 @@ import torch
 from click.testing import CliRunner
 
 from gridrun.cli import cli
-from gridrun.models import ACTIVATIONS, MODELS, NORMS, build_model, count_params
+from gridrun import registry
+from gridrun.models import MODELS, build_model, count_params
+from gridrun.registry import ACTIVATIONS, NORMS
 
 
 EXPECTED_PARAMS = {  # 32x32x3 inputs, 10 classes
@@ -19,6 +21,14 @@ EXPECTED_PARAMS = {  # 32x32x3 inputs, 10 classes
     "mobilenet_v2": 2_236_682, "mobilenet_v3_small": 1_528_106, "squeezenet1_1": 727_626,
     "densenet121": 6_964_106, "efficientnet_b0_cifar": 4_020_358, "mobilenet_v2_cifar": 2_236_682,
 }
+
+
+def test_the_registry_read_without_torch_agrees_with_the_builders():
+    """registry.py reads the builders' signatures from their source, so that checking a grid
+    needs no torch: it must find every builder, option, default and summary the import finds."""
+    read = {name: (info.options, info.summary) for name, info in registry._shipped().items()}
+    imported = {name: (spec.options, spec.summary) for name, spec in MODELS.items()}
+    assert read == imported
 
 
 def test_every_registered_model_has_its_exact_parameter_count():

@@ -14,7 +14,7 @@ from gridrun.execute import launch
 from gridrun.grid import load_grid
 from gridrun.tracking import Recorder
 
-from .helpers import record_cell
+from .helpers import modules_loaded_by, record_cell
 
 TABLE1_LIKE = """
     name: table1-like
@@ -214,3 +214,11 @@ def test_summary_of_a_grid_uses_the_overrides_of_its_last_launch(write_grid, tra
     grid = summary.grid_as_launched(str(path), tracking_uri=tracking_uri)
     assert grid.overrides == {"train.max_epochs": 1}
     assert all(a.endswith("%") for a in summary.table(grid=grid, tracking_uri=tracking_uri)["Accuracy"])
+
+
+def test_summary_and_status_load_no_torch(launched):
+    """A table is read from the store: torch and torchvision (seconds to import) stay unloaded."""
+    grid, uri = launched
+    for command in ("summary", "status"):
+        loaded = modules_loaded_by(command, grid.path, "--tracking-uri", uri)
+        assert "mlflow" in loaded and not loaded & {"torch", "torchvision"}, command

@@ -46,25 +46,32 @@ def populate(grid, tracking_uri: str) -> None:
     tracker.end_launch(parent, "FINISHED", {"ran": len(grid.cells())})
 
 
+def make_store(folder: str, runs: int) -> tuple[Path, str]:
+    """A grid file of about `runs` cells in `folder` and a SQLite store with a finished run for
+    each: (grid path, tracking URI)."""
+    per_axis = math.ceil(runs / 40)
+    spec = {"name": "summary-bench", "grid": {
+        "variant": {f"v{i}": {"model.dropout": i / 20} for i in range(10)},
+        "optim.lr": [round(0.0001 * (i + 1), 4) for i in range(per_axis)],
+        "optimizer": {"sgd0.9": {"optim.name": "sgd", "optim.momentum": 0.9},
+                      "sgd0.5": {"optim.name": "sgd", "optim.momentum": 0.5},
+                      "adam": {"optim.name": "adam"}, "adamw": {"optim.name": "adamw"}}}}
+    path = Path(folder) / "bench.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    uri = f"sqlite:///{folder}/mlflow.db"
+    t0 = time.perf_counter()
+    populate(load_grid(path), uri)
+    print(f"wrote {runs} finished runs in {time.perf_counter() - t0:.1f} s")
+    return path, uri
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        per_axis = math.ceil(args.runs / 40)
-        spec = {"name": "summary-bench", "grid": {
-            "variant": {f"v{i}": {"model.dropout": i / 20} for i in range(10)},
-            "optim.lr": [round(0.0001 * (i + 1), 4) for i in range(per_axis)],
-            "optimizer": {"sgd0.9": {"optim.name": "sgd", "optim.momentum": 0.9},
-                          "sgd0.5": {"optim.name": "sgd", "optim.momentum": 0.5},
-                          "adam": {"optim.name": "adam"}, "adamw": {"optim.name": "adamw"}}}}
-        path = Path(folder) / "bench.yaml"
-        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        path, uri = make_store(folder, args.runs)
         grid = load_grid(path)
-        uri = f"sqlite:///{folder}/mlflow.db"
-        t0 = time.perf_counter()
-        populate(grid, uri)
-        print(f"wrote {len(grid.cells())} finished runs in {time.perf_counter() - t0:.1f} s")
         for label, kwargs in [("results", {}), ("params view", {"view": "params"}),
                               ("pivot", {"pivot": ("variant", "optimizer")}),
                               ("effects", {"effects": True})]:

@@ -41,7 +41,8 @@ def runs_frame(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame
     store = Store(tracking_uri)
     exp_id = store.experiment_id(experiment)
     if exp_id is None:
-        raise GridError(f"no experiment '{experiment}' in {store.tracking_uri}")
+        raise GridError(f"no experiment '{experiment}' in {store.tracking_uri}; launch the grid "
+                        "first, or pass the --tracking-uri it was launched with")
     records = []
     for run in store.runs(exp_id, f"tags.`{KIND}` = 'cell'"):
         tags, info = run.data.tags, run.info

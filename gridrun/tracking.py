@@ -160,6 +160,20 @@ def check_tracking_uri(tracking_uri: str | None) -> None:
                             where) from None
 
 
+def _sqlite_path(tracking_uri: str | None) -> str:
+    """The file of a SQLite tracking URI (None: MLflow's default), else ""."""
+    import mlflow
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    path = uri[len("sqlite:///"):].split("?")[0] if uri.startswith("sqlite:///") else ""
+    return "" if path == ":memory:" else path
+
+
+def _missing_sqlite(tracking_uri: str | None) -> bool:
+    path = _sqlite_path(tracking_uri)
+    return bool(path) and not os.path.exists(path)
+
+
 @contextlib.contextmanager
 def _schema_lock(tracking_uri: str | None):
     """Hold an exclusive lock on a SQLite store's file while MLflow opens it: MLflow creates a
@@ -167,11 +181,8 @@ def _schema_lock(tracking_uri: str | None):
     otherwise fail with "table ... already exists". An advisory flock on the database file
     itself: SQLite's own locks are fcntl locks, which flock does not touch, and no lock file
     is left beside the store."""
-    import mlflow
-
-    uri = tracking_uri or mlflow.get_tracking_uri()
-    path = uri[len("sqlite:///"):].split("?")[0] if uri.startswith("sqlite:///") else ""
-    if not path or path == ":memory:" or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+    path = _sqlite_path(tracking_uri)
+    if not path or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
         yield
         return
     import fcntl
@@ -184,14 +195,25 @@ def _schema_lock(tracking_uri: str | None):
 
 
 class Store:
-    """Read-only view of a tracking store: experiments, runs, finished cells, launches."""
+    """Read-only view of a tracking store: experiments, runs, finished cells, launches.
 
-    def __init__(self, tracking_uri: str | None = None):
+    A SQLite store that does not exist yet is read as empty, not created: `gridrun status` or
+    `summary` typed in the wrong folder leaves no stray mlflow.db behind (`create=True` is for
+    the writer)."""
+
+    def __init__(self, tracking_uri: str | None = None, create: bool = False):
+        if not create and _missing_sqlite(tracking_uri):
+            import mlflow
+            self.client = None
+            self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
+            return
         self.client = client(tracking_uri)
         self.tracking_uri = self.client.tracking_uri
 
     def experiment_id(self, name: str) -> str | None:
         """The id of a live experiment, or None (also when it was deleted: reads restore nothing)."""
+        if self.client is None:
+            return None
         exp = self.client.get_experiment_by_name(name)
         if exp is None or exp.lifecycle_stage == "deleted":
             return None
@@ -274,7 +296,7 @@ class Recorder:
     models. `store` reads the same tracking store."""
 
     def __init__(self, tracking_uri: str | None = None):
-        self.store = Store(tracking_uri)
+        self.store = Store(tracking_uri, create=True)
         self.client = self.store.client
         self.tracking_uri = self.store.tracking_uri
         self.source_tags: dict[str, str] = {}  # the launch's, for its cells (start_launch)

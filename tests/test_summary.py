@@ -14,7 +14,10 @@ from gridrun.execute import launch
 from gridrun.grid import load_grid
 from gridrun.tracking import Recorder
 
+from .conftest import REPO
 from .helpers import modules_loaded_by, record_cell
+
+REPO_GRIDS = REPO / "grids"
 
 TABLE1_LIKE = """
     name: table1-like
@@ -222,3 +225,16 @@ def test_summary_and_status_load_no_torch(launched):
     for command in ("summary", "status"):
         loaded = modules_loaded_by(command, grid.path, "--tracking-uri", uri)
         assert "mlflow" in loaded and not loaded & {"torch", "torchvision"}, command
+
+
+def test_reading_where_no_store_is_creates_none(tmp_path, monkeypatch):
+    """summary and status typed in the wrong folder say so and leave no mlflow.db behind."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    grid = str(REPO_GRIDS / "quickstart.yaml")
+    result = CliRunner().invoke(cli, ["summary", grid])
+    assert result.exit_code == 2 and "no experiment 'quickstart'" in result.output
+    assert "launch the grid first" in result.output
+    status = CliRunner().invoke(cli, ["status", grid])
+    assert status.exit_code == 1 and "4 cells: 4 pending" in status.output  # 1: not all finished
+    assert list(tmp_path.iterdir()) == []

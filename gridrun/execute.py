@@ -24,6 +24,7 @@ from .events import (CellFailed, CellFinished, CellResult, CellStarted, EpochDon
                      Progress, SilentProgress)
 from .claims import Claim, ClaimedCells, Claims, check_state_root, state_folder, state_root
 from .grid import Cell, Grid, with_schedule
+from .inputs import dataset_inputs
 from .tracking import Recorder, check_tracking_uri
 
 __all__ = ["launch", "LaunchReport", "GridPlan", "prepare_data", "check_models"]
@@ -443,9 +444,10 @@ class _Writer:
                 self.started += 1
                 if claim.resumed:
                     self.report.resumed += 1
-                self.recorder.set_tags(claim.run_id, {
-                    "gridrun.data_source": self.images[dataset_key(cell.config)].source,
-                    **self.plan.tags(cell)})
+                images = self.images[dataset_key(cell.config)]
+                self.recorder.set_tags(claim.run_id, {"gridrun.data_source": images.source,
+                                                      **self.plan.tags(cell)})
+                self.recorder.log_inputs(claim.run_id, dataset_inputs(cell.config, images))
             self.progress.cell_started(self.started, cell, event.worker, claim.from_epoch)
         elif isinstance(event, EpochDone):
             if event.stats.epoch not in claim.logged:  # a resumed cell logs no step twice

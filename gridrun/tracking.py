@@ -421,6 +421,11 @@ class Recorder:
             self.client.log_batch(run.info.run_id, params=chunk)
         return run.info.run_id
 
+    def log_inputs(self, run_id: str, datasets: list) -> None:
+        """The cell's data as MLflow dataset inputs (`gridrun.inputs`); logging the same input
+        again (a resumed cell) adds nothing."""
+        self.client.log_inputs(run_id, datasets=datasets)
+
     def log_epoch(self, run_id: str, stats: EpochStats) -> None:
         """All of an epoch's metrics in one call, at step=epoch."""
         ts = _now_ms()

@@ -1,6 +1,7 @@
 """End to end: a real grid on real CIFAR-10 into a real MLflow store, relaunch, failures, the CLI."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def test_launch_records_every_cell_with_params_metrics_and_tags(small_cifar_laun
 
     children = _children(client, exp.experiment_id)
     cells = grid.cells()
+    digests = []
     assert [r.info.run_name for r in children] == [c.name for c in cells] == [
         "relu_bn-sgd0.9", "relu_bn-adam", "leaky_drop-sgd0.9", "leaky_drop-adam"]
     for run, cell in zip(children, cells):
@@ -105,6 +107,18 @@ def test_launch_records_every_cell_with_params_metrics_and_tags(small_cifar_laun
         assert [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")] == [0]
         assert run.data.metrics["epochs_needed"] in (1, 2)
         assert run.data.metrics["params_total"] == run.data.metrics["params_trainable"] > 600_000
+        # MLflow's Dataset column: the three splits, each with its context and exact digest
+        inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+        assert set(inputs) == {"training", "validation", "test"}
+        assert {d.name for d in inputs.values()} == {"cifar10"}
+        assert {d.source_type for d in inputs.values()} == {"local"}
+        profiles = {context: json.loads(d.profile) for context, d in inputs.items()}
+        assert [profiles[c]["num_rows"] for c in ("training", "validation", "test")] == \
+            [400, 8, 300]  # 400 * 0.02 / 0.98 = 8 validation images
+        assert profiles["training"]["split_seed"] == 0 and profiles["test"]["test_size"] == 300
+        digests.append({c: d.digest for c, d in inputs.items()})
+    # every cell saw the same images: one digest per split across the grid, three distinct
+    assert all(d == digests[0] for d in digests) and len(set(digests[0].values())) == 3
 
 
 def test_relaunch_skips_finished_cells_and_rerun_forces(small_cifar_launch, cifar_dir,

@@ -15,7 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .backbones import check_weights
 from .data import ImageSet, check_sizes, dataset_key, load_dataset
@@ -25,6 +25,7 @@ from .events import (CellFailed, CellFinished, CellResult, CellStarted, EpochDon
 from .claims import Claim, ClaimedCells, Claims, check_state_root, state_folder, state_root
 from .grid import Cell, Grid, with_schedule
 from .inputs import dataset_inputs
+from .system_metrics import WorkerSampler
 from .tracking import Recorder, check_tracking_uri
 
 __all__ = ["launch", "LaunchReport", "GridPlan", "prepare_data", "check_models"]
@@ -286,7 +287,8 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
                      figures or grid.track.get("figures", "best"), plan, claims,
                      retries if retries is not None else grid.execution.get("retries", 0),
                      keep_checkpoints if keep_checkpoints is not None
-                     else grid.track.get("keep_checkpoints", False), warm_up_recording)
+                     else grid.track.get("keep_checkpoints", False), warm_up_recording,
+                     _sampler(recorder, grid.track.get("system_metrics", 10)), engine.local_pid)
     writer.source = ClaimedCells(plan.cells(), claims, writer.passed_over)
     status = "FINISHED"
     try:
@@ -303,6 +305,7 @@ def launch(grid: Grid, data_dir: str | None = None, tracking_uri: str | None = N
         writer.kill_running(e)
         raise
     finally:
+        writer.stop_sampling()
         claims.stop_beating()
         counts = {"planned": report.planned, "skipped": report.skipped, "ran": report.ran,
                   "failed": report.failed, "resumed": report.resumed,
@@ -431,6 +434,8 @@ class _Writer:
     retries: int = 0
     keep_checkpoints: bool = False
     warm_up: threading.Thread | None = None  # _import_recording_code, running meanwhile
+    sampler: WorkerSampler | None = None  # each running cell's worker: CPU, memory, GPU
+    local_pid: Callable[[int], int | None] = lambda worker: None  # the executor's
     source: ClaimedCells | None = None
     started: int = 0
     best: tuple | None = None  # (test_acc, run_id, result, cell) of the best finished cell
@@ -448,6 +453,9 @@ class _Writer:
                 self.recorder.set_tags(claim.run_id, {"gridrun.data_source": images.source,
                                                       **self.plan.tags(cell)})
                 self.recorder.log_inputs(claim.run_id, dataset_inputs(cell.config, images))
+            pid = self.local_pid(event.worker)
+            if self.sampler is not None and pid:  # (again on a retry's new worker)
+                self.sampler.watch(claim.run_id, pid)
             self.progress.cell_started(self.started, cell, event.worker, claim.from_epoch)
         elif isinstance(event, EpochDone):
             if event.stats.epoch not in claim.logged:  # a resumed cell logs no step twice
@@ -468,6 +476,7 @@ class _Writer:
 
     def finished(self, claim: Claim, result: CellResult) -> None:
         cell, run_id = claim.cell, claim.run_id
+        self.stop_sampling(run_id)
         if not self.claims.owns(run_id):  # stalled past the stale timeout and taken over
             self.claims.release(cell)
             self.plan.done(cell, None)
@@ -502,6 +511,7 @@ class _Writer:
 
     def failed(self, claim: Claim, error: str, trace: str) -> None:
         cell, run_id = claim.cell, claim.run_id
+        self.stop_sampling(run_id)
         claim.tries += 1
         again = claim.tries <= self.retries
         self.recorder.set_tags(run_id, {f"gridrun.error.{claim.tries}": error[:5000]})
@@ -518,6 +528,15 @@ class _Writer:
         self.report.outcomes[run_id] = "failed"
         self.plan.done(cell, None)
         self.progress.cell_done(cell, "failed", error)
+
+    def stop_sampling(self, run_id: str | None = None) -> None:
+        """No more system-metric samples for `run_id` (for any run when None): its run ends."""
+        if self.sampler is None:
+            return
+        if run_id:
+            self.sampler.forget(run_id)
+        else:
+            self.sampler.stop()
 
     def record_best(self) -> None:
         """`track: {log_model: best, figures: best}`: the model and the figures of this launch's
@@ -547,6 +566,7 @@ class _Writer:
         """An interrupted launch (Ctrl-C, or an error of the launch itself, e.g. its output
         closed): the cells in progress end KILLED with their checkpoints kept, so the same
         command resumes them from their last epoch."""
+        self.stop_sampling()
         for claim in list(self.claims.held.values()):
             self.claims.release(claim.cell)
             try:
@@ -555,6 +575,10 @@ class _Writer:
                                         status="KILLED")
             except Exception:  # noqa: BLE001 - recording what we can while stopping
                 pass
+
+
+def _sampler(recorder: Recorder, interval: float) -> WorkerSampler | None:
+    return WorkerSampler(recorder.client, interval) if interval else None
 
 
 def record_result(recorder: Recorder, experiment_id: str, run_id: str, cell: Cell,

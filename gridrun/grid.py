@@ -14,7 +14,8 @@
     schedule: asha                     # all (default) | asha: successive halving, gridrun.schedule
     execution: {workers: 2}            # how the launch runs: executor, workers, threads, retries,
                                        # and on Ray address and resources: {cpus: 1, gpus: 0.25}
-    track: {log_model: best}           # what it records: log_model, figures, keep_checkpoints
+    track: {log_model: best}           # what it records: log_model, figures, keep_checkpoints,
+                                       # system_metrics (seconds between samples, 0: off)
 
 Everything is checked before anything runs; errors are `GridError`s naming the file and key path.
 Cells whose resolved configs are equal (an axis over a key that does not apply to them, such as
@@ -45,8 +46,9 @@ TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search
 # how a launch runs and records the cells (not part of any cell: they change no result)
 EXECUTION = {"executor": ("auto", "local", "inline", "ray"), "workers": "auto", "threads": "auto",
              "retries": 0, "address": str, "resources": {"cpus": 1, "gpus": 0}}
+# system_metrics: seconds between samples of each cell's worker (0: none)
 TRACK = {"log_model": ("best", "all", "none"), "figures": ("best", "all", "none"),
-         "keep_checkpoints": False}
+         "keep_checkpoints": False, "system_metrics": 10}
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 

@@ -233,3 +233,27 @@ def test_model_and_figures_policies_all_or_none(write_grid, tracking_uri, policy
         assert names == {"lr0_01", "lr0_02"}
     assert sum("curves.png" in {a.path for a in client.list_artifacts(r.info.run_id)}
                for r in runs) == models
+
+
+def test_each_cell_carries_its_workers_system_metrics(write_grid, tracking_uri):
+    """The writer samples each cell's worker process and logs MLflow `system/` metrics on the
+    cell's run, sample by sample, none after the run ended."""
+    path = write_grid("""
+        name: sysmetrics
+        fixed: {data.dataset: digits, model.name: base4, train.max_epochs: 4, train.patience: 9}
+        grid: {optim.lr: [0.01, 0.02]}
+        execution: {workers: 2}
+        track: {system_metrics: 1, log_model: none, figures: none}
+    """)
+    report = launch(load_grid(path), tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri)
+    for run in _children(client, report.experiment_id):
+        assert {"system/cpu_utilization_percentage", "system/process_cpu_cores",
+                "system/process_memory_rss_megabytes",
+                "system/system_memory_usage_megabytes"} <= set(run.data.metrics), run.info.run_name
+        rss = client.get_metric_history(run.info.run_id, "system/process_memory_rss_megabytes")
+        assert [m.step for m in rss] == list(range(len(rss)))
+        assert all(50 < m.value < 8000 for m in rss), "a worker holding torch and a model"
+        assert max(m.timestamp for m in rss) <= run.info.end_time
+        cores = client.get_metric_history(run.info.run_id, "system/process_cpu_cores")
+        assert max(m.value for m in cores) > 0.3, "a training worker is busy"

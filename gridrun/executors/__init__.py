@@ -39,6 +39,10 @@ class Executor(Protocol):
     def start(self) -> None: ...  # optional head start: workers up before the first cell
     def stop(self) -> None: ...
 
+    # the process id on this machine of the worker an event names, for sampling its CPU and
+    # memory (`gridrun.system_metrics`); None when it runs on another machine
+    def local_pid(self, worker: int) -> int | None: ...
+
     def run(self, cells: Iterable[Cell],
             decide: Callable[[Cell, object], Stop | None] | None = None,
             checkpoint_for: Callable[[Cell], Checkpoint | None] | None = None

@@ -222,6 +222,12 @@ class RayExecutor:
         if self.owns_ray:
             ray.shutdown()
 
+    def local_pid(self, worker: int) -> int | None:
+        """An actor's pid when it runs on this machine (a local Ray instance, or the head
+        node's share of a cluster); None for actors on other nodes."""
+        here = socket.gethostname()
+        return worker if any(a.pid == worker and a.host == here for a in self._actors) else None
+
     def _retire(self, actor: _Actor) -> None:
         import ray
         if actor in self._actors:

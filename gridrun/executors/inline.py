@@ -3,6 +3,7 @@ starts, so it is the executor for debugging (a breakpoint in the loop just works
 of the loop itself."""
 from __future__ import annotations
 
+import os
 import traceback
 from typing import Callable, Iterable, Iterator
 
@@ -24,6 +25,9 @@ class InlineExecutor:
 
     def stop(self) -> None:
         pass
+
+    def local_pid(self, worker: int) -> int | None:
+        return os.getpid()  # every cell trains in this process
 
     def run(self, cells: Iterable[Cell],
             decide: Callable[[Cell, object], Stop | None] | None = None,

@@ -128,6 +128,9 @@ class PoolExecutor:
                                               name="gridrun-worker-start")
             self._starting.start()
 
+    def local_pid(self, worker: int) -> int | None:
+        return worker or None  # events name a worker process by its pid
+
     def _start_workers(self) -> None:
         for _ in range(self.workers):
             self._start_worker()

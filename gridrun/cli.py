@@ -329,20 +329,24 @@ significantly worse than it: a one-sided Welch t-test, alpha 0.05, on the per-se
 @click.option("--effects", is_flag=True, help="Marginal mean accuracy of each level of each factor.")
 @click.option("--view", type=click.Choice(["results", "params"]), default="results",
               show_default=True, help="params: parameter counts next to accuracy.")
+@click.option("--register", "register_as", metavar="NAME",
+              help="Register the best cell's logged model as a new version of NAME in MLflow's "
+                   "model registry (tags: its cell id and test accuracy).")
 @click.option("--log", "log_table", is_flag=True,
               help="Also log the rendered table on the latest launch's parent run "
                    "(summary/<view>.<ext>). Off by default: reading a table changes no run.")
 @_overrides_option
 @click.option("--tracking-uri", metavar="URI",
               help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].")
-def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, log_table, overrides,
-            overrides_list, tracking_uri):
+def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, register_as,
+            log_table, overrides, overrides_list, tracking_uri):
     """Print the results table of a grid's runs (the grid file, or --experiment NAME).
 
     Rows follow the grid's order; only the latest finished run of each cell counts; failed,
     running and not-yet-run cells are shown as such. Without --set, the grid is read with the
     --set overrides of its latest launch. It only reads the store, unless --log asks it to log
-    the rendered table on that launch's parent run.
+    the rendered table on that launch's parent run, or --register NAME to register the best
+    cell's model.
     """
     from . import summary as summaries
     from .tracking import check_tracking_uri
@@ -369,6 +373,11 @@ def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, log_
         name = grid.name if grid is not None else experiment
         summaries.log_rendered(name, summaries.render(df, fmt) if color else text,
                                f"summary/{kind}.{ext}", tracking_uri)
+    if register_as:
+        version = summaries.register_best(register_as, experiment, grid, tracking_uri)
+        click.echo(f"registered {version.tags['gridrun.cell_name']} (test accuracy "
+                   f"{version.tags['test_acc']}) as models:/{register_as}/{version.version}",
+                   err=True)
 
 
 def _write_atomically(path: str, text: str) -> None:

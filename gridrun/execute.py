@@ -591,12 +591,13 @@ def record_result(recorder: Recorder, experiment_id: str, run_id: str, cell: Cel
     with tempfile.TemporaryDirectory(prefix="gridrun-") as folder:
         cell_reports(result, Path(folder), title=cell.name, figures=figures)
         recorder.log_files(run_id, Path(folder))
+    model_id = None
     if with_model and result.model is not None and result.example_input is not None:
-        recorder.log_model(experiment_id, run_id, result.model, result.example_input, cell.name,
-                           cell.config)
+        model_id = recorder.log_model(experiment_id, run_id, result.model, result.example_input,
+                                      cell.name, cell.config)
     if result.device:
         recorder.set_tags(run_id, {"gridrun.device": result.device})
-    recorder.finish_cell(run_id, result, cell)
+    recorder.finish_cell(run_id, result, cell, model_id)
 
 
 def record_grid(recorder: Recorder, parent_run_id: str, grid: Grid) -> None:

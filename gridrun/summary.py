@@ -23,7 +23,7 @@ from . import config
 from .errors import GridError
 from .grid import Grid
 from .status import grid_as_launched  # noqa: F401 - summary GRID reads the grid as launched
-from .tracking import CELL, CONFIG, KIND, OUTCOME, Recorder, Store
+from .tracking import CELL, CONFIG, KIND, OUTCOME, Recorder, Store, global_tracking_uri
 
 FORMATS = ("term", "markdown", "latex", "csv", "html")
 VIEWS = ("results", "params")
@@ -98,6 +98,43 @@ def log_rendered(experiment: str, text: str, artifact_file: str,
         return None
     recorder.log_artifact_text(latest.info.run_id, text, artifact_file)
     return latest.info.run_id
+
+
+def register_best(name: str, experiment: str | None = None, grid: Grid | None = None,
+                  tracking_uri: str | None = None):
+    """Register the logged model of the best finished cell (highest test accuracy, pruned cells
+    left out) as a new version of `name` in MLflow's model registry, tagged with the cell's id,
+    name and test accuracy. Refused when that cell has no logged model (launched with
+    `log_model: none`, or another launch's best). Returns MLflow's ModelVersion."""
+    cells = cells_frame(experiment, grid, tracking_uri)
+    done = _finished_accuracy(cells)
+    done = done[done["outcome"] != "pruned"]
+    where = "--register"
+    if done.empty:
+        raise GridError(f"no finished cell in experiment '{grid.name if grid else experiment}' "
+                        "to register", where)
+    best = done.loc[done["test_acc"].idxmax()]
+    store = Store(tracking_uri)
+    run = store.get_run(best["run_id"])
+    outputs = run.outputs.model_outputs if run.outputs else []
+    if not outputs:
+        raise GridError(f"the best cell {best['name']} (run {best['run_id']}, test accuracy "
+                        f"{best['test_acc']:.4f}) has no logged model; relaunch it with "
+                        "--log-model all, or log_model: best in one launch of the grid", where)
+    model_id = outputs[-1].model_id
+    client = store.client
+    from mlflow.exceptions import MlflowException
+    try:
+        client.create_registered_model(name)
+    except MlflowException as e:
+        if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise GridError(f"cannot register '{name}': {e.message}", where) from None
+    tags = {"gridrun.cell": best["cell"], "gridrun.cell_name": best["name"],
+            "test_acc": f"{best['test_acc']:.4f}", "gridrun.experiment": run.info.experiment_id}
+    with global_tracking_uri(store.tracking_uri):  # the registry finds models:/ID globally
+        return client.create_model_version(
+            name, f"models:/{model_id}", run_id=run.info.run_id, tags=tags, model_id=model_id,
+            description=run.data.tags.get("mlflow.note.content"))
 
 
 # --- tables ----------------------------------------------------------------------------------

@@ -160,6 +160,21 @@ def check_tracking_uri(tracking_uri: str | None) -> None:
                             where) from None
 
 
+@contextlib.contextmanager
+def global_tracking_uri(tracking_uri: str):
+    """MLflow's process-wide tracking URI set to `tracking_uri` meanwhile: some MLflow calls
+    (logging a model, registering one from `models:/ID`) resolve the store globally, whatever
+    their client's URI."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
 def _sqlite_path(tracking_uri: str | None) -> str:
     """The file of a SQLite tracking URI (None: MLflow's default), else ""."""
     import mlflow
@@ -300,6 +315,7 @@ class Recorder:
         self.client = self.store.client
         self.tracking_uri = self.store.tracking_uri
         self.source_tags: dict[str, str] = {}  # the launch's, for its cells (start_launch)
+        self.final_metrics: dict[str, list[Metric]] = {}  # run id -> what finish_cell logged
 
     def experiment_id(self, name: str) -> str:
         """The grid's experiment, created (or restored from the trash) for writing."""
@@ -432,13 +448,16 @@ class Recorder:
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, stats.epoch)
                                                for k, v in stats.metrics().items()])
 
-    def finish_cell(self, run_id: str, result: CellResult, cell: Cell | None = None) -> None:
+    def finish_cell(self, run_id: str, result: CellResult, cell: Cell | None = None,
+                    model_id: str | None = None) -> None:
         """The cell's final figures (one value each, at step 0, as MLflow logs a metric without a
-        step: its chart view draws them as bars, apart from the per-epoch curves), its outcome,
-        its description (what it varies and how it ended, in a sentence: MLflow's run
-        description), and FINISHED."""
+        step: its chart view draws them as bars, apart from the per-epoch curves; linked to the
+        cell's logged model when it has one), its outcome, its description (what it varies and
+        how it ended, in a sentence: MLflow's run description), and FINISHED."""
         ts = _now_ms()
-        metrics = [Metric(k, float(v), ts, 0) for k, v in result.final_metrics().items()]
+        metrics = [Metric(k, float(v), ts, 0, model_id=model_id)
+                   for k, v in result.final_metrics().items()]
+        self.final_metrics[run_id] = metrics
         tags = [RunTag(OUTCOME, result.outcome), RunTag(REASON, result.reason[:5000])]
         if cell is not None:
             tags.append(RunTag(MLFLOW_RUN_NOTE, describe_cell(cell, result)))
@@ -503,7 +522,11 @@ class Recorder:
                   params: dict[str, Any] | None = None) -> str:
         """The trained model in MLflow's pytorch flavor (pt2), with input example and signature,
         as a logged model named `name` (the cell's run name, so the Models tab says which cell
-        each is) carrying `params` (the cell's config).
+        each is) carrying `params` (the cell's config); returns its model id.
+
+        A model logged after its cell finished (the launch's best) gets the cell's final metrics
+        too: the same values at the same time and step, now with the model's id, which MLflow
+        links to the model and does not add to the run's history a second time.
 
         It takes float images in [0, 1], shape [N, C, H, W], and returns class logits.
         Requirements are given, not inferred: inference imports half the environment and takes
@@ -518,13 +541,13 @@ class Recorder:
         logged = self.client.create_logged_model(
             experiment_id, name=model_name(name), source_run_id=run_id,
             params={k: format_param(v)[:MAX_PARAM_LENGTH] for k, v in (params or {}).items()})
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(self.tracking_uri)  # log_model resolves the store globally
-        try:
+        with global_tracking_uri(self.tracking_uri):  # log_model resolves the store globally
             info = mlflow.pytorch.log_model(
                 model, name="model", run_id=run_id, model_id=logged.model_id,
                 input_example=example_input.numpy().astype(np.float32),
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
-        finally:
-            mlflow.set_tracking_uri(previous)
-        return info.model_uri
+        if run_id in self.final_metrics:
+            self.client.log_batch(run_id, metrics=[
+                Metric(m.key, m.value, m.timestamp, m.step, model_id=info.model_id)
+                for m in self.final_metrics[run_id]])
+        return info.model_id

@@ -233,6 +233,14 @@ def test_model_and_figures_policies_all_or_none(write_grid, tracking_uri, policy
         assert names == {"lr0_01", "lr0_02"}
     assert sum("curves.png" in {a.path for a in client.list_artifacts(r.info.run_id)}
                for r in runs) == models
+    registering = CliRunner().invoke(cli, ["summary", str(path), "--register", "best",
+                                           "--tracking-uri", tracking_uri])
+    if models:
+        assert registering.exit_code == 0 and "as models:/best/1" in registering.output
+    else:  # nothing to register: one line, no registered model left behind
+        assert registering.exit_code == 2
+        assert "has no logged model" in registering.output.splitlines()[-1]
+        assert client.search_registered_models() == []
 
 
 def test_each_cell_carries_its_workers_system_metrics(write_grid, tracking_uri):

@@ -7,9 +7,11 @@ import mlflow.pytorch
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from mlflow import MlflowClient
 
 from gridrun import data
+from gridrun.cli import cli
 from gridrun.execute import launch
 from gridrun.grid import load_grid
 from gridrun.reports import most_confused
@@ -101,6 +103,32 @@ def test_the_best_cells_model_is_logged_and_loads_back_predicting_the_same(digit
     pyfunc = mlflow.pyfunc.load_model(f"models:/{model_id}")
     out = pyfunc.predict(data.to_float(splits.test.images(slice(0, 5))).numpy())
     assert np.asarray(out).shape == (5, 10)
+    # ... with the cell's final metrics, linked without a second entry in the run's history
+    assert {m.key: m.value for m in logged.metrics}["test_acc"] == run.data.metrics["test_acc"]
+    assert len(client.get_metric_history(run.info.run_id, "test_acc")) == 1
+
+
+def test_summary_registers_the_best_cells_model(digits_launch):
+    report, client, uri = digits_launch
+    best = max(_child_runs(client, report), key=lambda r: r.data.metrics["test_acc"])
+    experiment = client.get_experiment(report.experiment_id).name
+    for version in (1, 2):  # a second registration is the next version
+        result = CliRunner().invoke(cli, ["summary", "--experiment", experiment, "--register",
+                                          "digits-best", "--tracking-uri", uri])
+        assert result.exit_code == 0, result.output
+        assert f"as models:/digits-best/{version}" in result.output
+    registered = client.get_model_version("digits-best", "1")
+    assert registered.run_id == best.info.run_id
+    assert registered.tags["gridrun.cell"] == best.data.tags["gridrun.cell"]
+    assert float(registered.tags["test_acc"]) == pytest.approx(best.data.metrics["test_acc"],
+                                                               abs=1e-4)
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pytorch.load_model("models:/digits-best/1")
+    splits = data.make_splits(data.load_dataset("digits"))
+    with torch.no_grad():
+        accuracy = (model(data.to_float(splits.test.images())).argmax(1) == splits.test.y
+                    ).float().mean().item()
+    assert accuracy == pytest.approx(best.data.metrics["test_acc"])
 
 
 def test_most_confused_pairs():

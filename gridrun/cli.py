@@ -311,6 +311,7 @@ Examples:
   gridrun summary grids/activation_vs_optim.yaml --format latex --output table1.tex
   gridrun summary --experiment activation_vs_optim --pivot variant optimizer
   gridrun summary grids/activation_vs_optim.yaml --effects
+  gridrun summary grids/activation_vs_optim.yaml --compare grids/activation_vs_optim.report001.csv
   gridrun summary grids/activation_vs_optim.yaml --view params --sort accuracy
 
 \b
@@ -329,6 +330,10 @@ significantly worse than it: a one-sided Welch t-test, alpha 0.05, on the per-se
 @click.option("--effects", is_flag=True, help="Marginal mean accuracy of each level of each factor.")
 @click.option("--view", type=click.Choice(["results", "params"]), default="results",
               show_default=True, help="params: parameter counts next to accuracy.")
+@click.option("--compare", type=click.Path(dir_okay=False), metavar="FILE.csv",
+              help="Published results to set beside ours: a CSV with the grid's axes and an "
+                   "accuracy column (e.g. grids/activation_vs_optim.report001.csv); adds the "
+                   "columns Report and Δ (ours minus it, in points).")
 @click.option("--register", "register_as", metavar="NAME",
               help="Register the best cell's logged model as a new version of NAME in MLflow's "
                    "model registry (tags: its cell id and test accuracy).")
@@ -338,8 +343,8 @@ significantly worse than it: a one-sided Welch t-test, alpha 0.05, on the per-se
 @_overrides_option
 @click.option("--tracking-uri", metavar="URI",
               help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db].")
-def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, register_as,
-            log_table, overrides, overrides_list, tracking_uri):
+def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, compare,
+            register_as, log_table, overrides, overrides_list, tracking_uri):
     """Print the results table of a grid's runs (the grid file, or --experiment NAME).
 
     Rows follow the grid's order; only the latest finished run of each cell counts; failed,
@@ -359,7 +364,8 @@ def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, regi
     grid = (summaries.grid_as_launched(grid_file, given or None, tracking_uri)
             if grid_file else None)
     df = summaries.table(experiment=experiment, grid=grid, tracking_uri=tracking_uri, view=view,
-                         sort=sort, pivot=tuple(pivot) if pivot else None, effects=effects)
+                         sort=sort, pivot=tuple(pivot) if pivot else None, effects=effects,
+                         compare=compare)
     color = fmt == "term" and output is None and sys.stdout.isatty()
     text = summaries.render(df, fmt, color=color)
     if output:

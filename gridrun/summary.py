@@ -141,17 +141,80 @@ def register_best(name: str, experiment: str | None = None, grid: Grid | None = 
 
 def table(experiment: str | None = None, grid: Grid | None = None,
           tracking_uri: str | None = None, view: str = "results", sort: str | None = None,
-          pivot: tuple[str, str] | None = None, effects: bool = False) -> pd.DataFrame:
-    """The summary table of a grid (or of an experiment by name) as a DataFrame."""
+          pivot: tuple[str, str] | None = None, effects: bool = False,
+          compare: str | None = None) -> pd.DataFrame:
+    """The summary table of a grid (or of an experiment by name) as a DataFrame; `compare`, a
+    CSV file of published results (`read_reference`), adds them beside ours."""
     if grid is None and experiment is None:
         raise GridError("give a grid file or --experiment NAME")
     if view not in VIEWS:
         raise GridError(f"unknown view '{view}'; allowed: {', '.join(VIEWS)}", "--view")
-    return tabulate(cells_frame(experiment, grid, tracking_uri), view, sort, pivot, effects)
+    reference = read_reference(compare) if compare else None
+    return tabulate(cells_frame(experiment, grid, tracking_uri), view, sort, pivot, effects,
+                    reference)
+
+
+def read_reference(path: str) -> pd.DataFrame:
+    """A CSV of published results to compare with: one row per configuration, columns named
+    after the grid's axes (levels as `--dry-run` prints them, or plain values: `lr0.005` or
+    `0.005`) and an `accuracy` column (`75.69`, `75.69%`, or a word such as `Not Converging`).
+    Other columns are ignored."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise GridError("file not found", path) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise GridError(f"not a readable CSV file ({str(e).splitlines()[0][:120]})", path) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if "accuracy" not in frame.columns:
+        raise GridError(f"no 'accuracy' column (columns: {', '.join(frame.columns)}); allowed: "
+                        "the grid's axes and accuracy", path)
+    frame.attrs["path"] = path
+    return frame
+
+
+def _reference_columns(rows: pd.DataFrame, configs: pd.DataFrame,
+                       reference: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with the reference's accuracy ("Report") and ours minus it ("Δ", points) after
+    our Accuracy, matched on the reference's axis columns."""
+    path = reference.attrs.get("path", "--compare")
+    axes = [c[len("axis:"):] for c in configs.columns if c.startswith("axis:")]
+    keys = [c for c in reference.columns if c != "accuracy" and c in axes]
+    unknown = [c for c in reference.columns if c not in axes and c not in (
+        "accuracy", "epochs_needed", "duration", "note")]
+    if not keys or unknown:
+        raise GridError(f"columns {', '.join(unknown) or '(none)'} are not axes of the grid; "
+                        f"allowed: {', '.join(axes)}, accuracy, epochs_needed, duration, note",
+                        path)
+
+    def same(level: str, given: str, value) -> bool:
+        if given == level:
+            return True
+        try:  # a plain value for a scalar axis: 0.005 for lr0.005
+            return value is not None and float(given) == float(value)
+        except (TypeError, ValueError):
+            return False
+
+    published, delta = [], []
+    for config in configs.to_dict("records"):
+        match = reference[[all(same(str(config[f"axis:{k}"]), str(r[k]).strip(),
+                                    config.get(f"value:{k}")) for k in keys)
+                           for r in reference.to_dict("records")]]
+        text = str(match["accuracy"].iloc[0]).strip() if len(match) else ""
+        number = pd.to_numeric(text.rstrip("%").strip(), errors="coerce")
+        ours = config.get("acc_mean")
+        published.append(f"{number:.2f}%" if pd.notna(number) else text)
+        delta.append(f"{ours * 100 - number:+.2f}" if pd.notna(number) and pd.notna(ours)
+                     else "")
+    at = rows.columns.get_loc("Accuracy") + 1
+    rows.insert(at, "Report", published)
+    rows.insert(at + 1, "Δ", delta)
+    return rows
 
 
 def tabulate(cells: pd.DataFrame, view: str = "results", sort: str | None = None,
-             pivot: tuple[str, str] | None = None, effects: bool = False) -> pd.DataFrame:
+             pivot: tuple[str, str] | None = None, effects: bool = False,
+             reference: pd.DataFrame | None = None) -> pd.DataFrame:
     """`table` from a `cells_frame` already read, so one MLflow search serves several tables."""
     if effects:
         return effects_table(cells)
@@ -159,6 +222,8 @@ def tabulate(cells: pd.DataFrame, view: str = "results", sort: str | None = None
         return pivot_table(cells, *pivot)
     configs = configurations(cells)
     rows = pd.DataFrame([_row(c, view) for c in configs.itertuples(index=False)])
+    if reference is not None:
+        rows = _reference_columns(rows, configs, reference)
     if configs["pruned_at"].notna().any():  # a schedule cut some short: their last val_acc
         rows.insert(rows.columns.get_loc("Accuracy") + 1, "Last Val Acc",
                     [f"{v * 100:.2f}%" if pd.notna(v) else "" for v in configs["last_val"]])
@@ -207,6 +272,11 @@ def configurations(cells: pd.DataFrame) -> pd.DataFrame:
     out["last_val"] = by["_last_val"].mean()
     latest = cells.sort_values("start_time", ascending=False, na_position="last")
     out["latest_status"] = latest.groupby("config", sort=False)["status"].first()
+    for column in [c for c in cells.columns if c.startswith("axis:")]:  # for --compare
+        out[column] = by[column].first()
+        key = column[len("axis:"):]
+        if key in cells.columns:  # an axis over one key: its plain value too
+            out[f"value:{key}"] = by[key].first()
     fin = finished.groupby("config", sort=False)
     for column, metric, how in (("duration", "duration_s", "mean"),
                                 ("epochs", "epochs_needed", "mean"),

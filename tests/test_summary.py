@@ -1,6 +1,8 @@
 """Results tables: content, bold best in every format, states, seeds, pivot, effects, CLI."""
 from __future__ import annotations
 
+import csv
+import io
 import re
 import shutil
 
@@ -238,3 +240,48 @@ def test_reading_where_no_store_is_creates_none(tmp_path, monkeypatch):
     status = CliRunner().invoke(cli, ["status", grid])
     assert status.exit_code == 1 and "4 cells: 4 pending" in status.output  # 1: not all finished
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_sets_published_results_beside_ours(launched, tmp_path):
+    grid, uri = launched
+    reference = tmp_path / "published.csv"
+    reference.write_text("variant,optimizer,accuracy,note\n"
+                         "relu_bn,sgd0.9,50.00%,a row\n"
+                         "leaky,adam,Not Converging,a word is shown as it is\n")
+    result = CliRunner().invoke(cli, ["summary", grid.path, "--tracking-uri", uri, "--format",
+                                      "csv", "--compare", str(reference)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    header = list(rows[0])
+    assert header[header.index("Accuracy") + 1:header.index("Accuracy") + 3] == ["Report", "Δ"]
+    by_cell = {(r["Model"], r["Momentum/Adam"]): r for r in rows}
+    relu = by_cell[("relu_bn", "0.9")]
+    assert relu["Report"] == "50.00%"
+    assert float(relu["Δ"]) == pytest.approx(float(relu["Accuracy"].rstrip("%")) - 50, abs=0.01)
+    assert (by_cell[("leaky", "Adam")]["Report"], by_cell[("leaky", "Adam")]["Δ"]) == \
+        ("Not Converging", "")
+    assert by_cell[("leaky", "0.9")]["Report"] == "", "a cell the file does not list"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("variant,accuracy_pct\nrelu_bn,50\n", "no 'accuracy' column (columns: variant, accuracy_pct)"),
+    ("model,accuracy\nrelu_bn,50\n", "columns model are not axes of the grid; allowed: variant, "
+                                     "optimizer, accuracy"),
+])
+def test_compare_refuses_a_file_it_cannot_match(launched, tmp_path, text, message):
+    grid, uri = launched
+    reference = tmp_path / "published.csv"
+    reference.write_text(text)
+    result = CliRunner().invoke(cli, ["summary", grid.path, "--tracking-uri", uri,
+                                      "--compare", str(reference)])
+    assert result.exit_code == 2 and message in result.output
+    assert result.output.startswith(f"error: {reference}: ")
+
+
+def test_the_shipped_report_001_column_names_every_cell_of_its_grid():
+    reference = summary.read_reference(str(REPO_GRIDS / "activation_vs_optim.report001.csv"))
+    cells = {(c.axes["variant"], c.axes["optim.lr"], c.axes["optimizer"])
+             for c in load_grid(REPO_GRIDS / "activation_vs_optim.yaml").cells()}
+    rows = {(r["variant"], f"lr{r['optim.lr']}", r["optimizer"])
+            for r in reference.to_dict("records")}
+    assert rows == cells and len(reference) == 24

@@ -196,13 +196,13 @@ def _reference_columns(rows: pd.DataFrame, configs: pd.DataFrame,
             return False
 
     published, delta = [], []
-    for config in configs.to_dict("records"):
-        match = reference[[all(same(str(config[f"axis:{k}"]), str(r[k]).strip(),
-                                    config.get(f"value:{k}")) for k in keys)
+    for row in configs.to_dict("records"):
+        match = reference[[all(same(str(row[f"axis:{k}"]), str(r[k]).strip(),
+                                    row.get(f"value:{k}")) for k in keys)
                            for r in reference.to_dict("records")]]
         text = str(match["accuracy"].iloc[0]).strip() if len(match) else ""
         number = pd.to_numeric(text.rstrip("%").strip(), errors="coerce")
-        ours = config.get("acc_mean")
+        ours = row.get("acc_mean")
         published.append(f"{number:.2f}%" if pd.notna(number) else text)
         delta.append(f"{ours * 100 - number:+.2f}" if pd.notna(number) and pd.notna(ours)
                      else "")

@@ -5,7 +5,10 @@ Targets: `gridrun launch GRID --dry-run` of every shipped grid <= 2 s; `gridrun 
 heavy libraries each command loaded (none of torch/torchvision is the point). Each figure is the
 median of `--repeat` runs; run it on an idle machine.
 
-    python benchmarks/cli_latency.py [--runs 1000] [--repeat 3]
+    python benchmarks/cli_latency.py [--runs 1000] [--repeat 3] [--store DIR]
+
+`--store DIR` keeps the 1,000-run store in DIR and reuses it on the next run (writing it takes
+minutes; the timings are of the reads).
 """
 from __future__ import annotations
 
@@ -57,14 +60,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--store", help="keep (and reuse) the populated store in this folder")
     args = parser.parse_args()
     for grid in sorted((REPO / "grids").glob("*.yaml")):
         report(f"launch {grid.name} --dry-run", ["launch", f"grids/{grid.name}", "--dry-run"],
                args.repeat, 2.0)
     report("keys", ["keys"], args.repeat, None)
     report("--help", ["--help"], args.repeat, None)
-    with tempfile.TemporaryDirectory() as folder:
-        path, uri = make_store(folder, args.runs)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(args.store or scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        if (folder / "mlflow.db").exists():
+            path, uri = folder / "bench.yaml", f"sqlite:///{folder}/mlflow.db"
+        else:
+            path, uri = make_store(str(folder), args.runs)
         report(f"summary ({args.runs} runs)", ["summary", str(path), "--tracking-uri", uri],
                args.repeat, 4.0)
         report(f"status ({args.runs} runs)", ["status", str(path), "--tracking-uri", uri],

@@ -499,21 +499,29 @@ def _html(header, cells, is_bold, color) -> str:
 
 
 def _term(header, cells, is_bold, color) -> str:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+    """The terminal table, drawn as rich draws one (heavy head rule, light column rules, no
+    outer edge) but directly: rich's layout took a second for 1,000 rows, a quarter of what a
+    `gridrun summary` of that size may cost. The best cells are bold green, or marked `*`
+    without color."""
+    bold_green, bold, reset = "\x1b[1;32m", "\x1b[1m", "\x1b[0m"
+    rows = [[v + ("" if color or not (b and v) else " *") for v, b in zip(row, marks)]
+            for row, marks in zip(cells, is_bold)]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
 
-    grid = Table(show_edge=False, header_style="bold")
-    for h in header:
-        grid.add_column(h)
-    for row, marks in zip(cells, is_bold):
-        grid.add_row(*[Text(v + ("" if color else " *"), style="bold green") if b and v
-                       else Text(v) for v, b in zip(row, marks)])
-    buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, no_color=not color, width=200,
-                      soft_wrap=True)
-    console.print(grid)
-    text = buffer.getvalue()
+    def line(values, separator, styles=None):
+        parts = []
+        for i, (value, width) in enumerate(zip(values, widths)):
+            padded = value.ljust(width)
+            if color and styles and styles[i]:
+                padded = f"{styles[i]}{value}{reset}" + " " * (width - len(value))
+            parts.append(f" {padded} ")
+        return separator.join(parts)
+
+    lines = [line(header, "┃", [bold] * len(header)),
+             "╇".join("━" * (w + 2) for w in widths)]
+    lines += [line(row, "│", [bold_green if b and v else None for v, b in zip(row, marks)])
+              for row, marks in zip(rows, is_bold)]
+    text = "\n".join(lines) + "\n"
     if not color and any(any(m) for m in is_bold):
         text += "* best\n"
     return text

@@ -249,8 +249,7 @@ def test_each_cell_carries_its_workers_system_metrics(write_grid, tracking_uri):
     path = write_grid("""
         name: sysmetrics
         fixed: {data.dataset: digits, model.name: base4, train.max_epochs: 4, train.patience: 9}
-        grid: {optim.lr: [0.01, 0.02]}
-        execution: {workers: 2}
+        execution: {executor: local, workers: 1}
         track: {system_metrics: 1, log_model: none, figures: none}
     """)
     report = launch(load_grid(path), tracking_uri=tracking_uri)

@@ -27,16 +27,19 @@ CONTEXTS = (("train", "training"), ("val", "validation"), ("test", "test"))
 SPLIT_KEYS = ("data.val_fraction", "data.val_size", "data.train_size", "data.test_size",
               "data.split_seed")
 
-_content_digests: dict[int, str] = {}  # id(ImageSet) -> digest of its pixels and labels
+_content_digests: dict[str, str] = {}  # decode-cache file -> digest of its pixels and labels
 
 
 def content_digest(images: ImageSet) -> str:
-    """sha256 of a dataset's images and labels, train then test (about 0.3 s for CIFAR-10)."""
-    key = id(images)
-    if key not in _content_digests:
+    """sha256 of a dataset's images and labels, train then test (about 0.3 s for CIFAR-10),
+    once per decode-cache file (whose name changes with its source files) in a process."""
+    key = images.cache_file
+    if not key or key not in _content_digests:
         h = hashlib.sha256()
         for tensor in (images.train_x, images.train_y, images.test_x, images.test_y):
             h.update(np.ascontiguousarray(tensor.numpy()).data)
+        if not key:  # a dataset built in memory, not from the cache: not remembered
+            return h.hexdigest()
         _content_digests[key] = h.hexdigest()
     return _content_digests[key]
 

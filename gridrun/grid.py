@@ -434,6 +434,18 @@ def with_schedule(grid: Grid, name: str | None, where: str = "--schedule") -> Gr
     return replace(grid, schedule=parse_schedule(settings, grid.search is not None, where))
 
 
+def names_level(given: str, label: str, value: Any = None) -> bool:
+    """Whether `given` names an axis level: its label as `--dry-run` prints it (`lr0.005`), or,
+    on an axis over one key, that key's plain value (`0.005`, compared as a number). `--only`
+    and `summary --compare` name levels this way."""
+    if given == label:
+        return True
+    try:
+        return value is not None and not isinstance(value, bool) and float(given) == float(value)
+    except (TypeError, ValueError):
+        return False
+
+
 def with_only(grid: Grid, selections: Sequence[str], where: str = "--only") -> Grid:
     """`grid` restricted to a slice: each selection is `AXIS=LEVEL[,LEVEL...]`, with the levels as
     `--dry-run` prints them (`variant=leaky_nodrop`, `optim.lr=lr0.005`; a plain-value axis also
@@ -456,11 +468,11 @@ def with_only(grid: Grid, selections: Sequence[str], where: str = "--only") -> G
             raise GridError(f"no axis '{name}' in grid '{grid.name}'; allowed: "
                             f"{', '.join(axes) or 'none (the grid has no axes)'}", where)
         axis = axes[name]
-        by_value = {} if axis.bundle else {str(v): label for label, settings in axis.values
-                                           for v in settings.values()}
         kept = []
         for level in (part.strip() for part in levels.split(",")):
-            label = level if level in axis.labels() else by_value.get(level)
+            label = next((label for label, settings in axis.values if names_level(
+                level, label, None if axis.bundle else next(iter(settings.values()), None))),
+                None)
             if label is None:
                 raise GridError(f"axis '{name}' has no level '{level}'; allowed: "
                                 f"{', '.join(axis.labels())}", where)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import config
 from .errors import GridError
-from .grid import Grid
+from .grid import Grid, names_level
 from .status import grid_as_launched  # noqa: F401 - summary GRID reads the grid as launched
 from .tracking import CELL, CONFIG, KIND, OUTCOME, Recorder, Store, global_tracking_uri
 
@@ -187,18 +187,10 @@ def _reference_columns(rows: pd.DataFrame, configs: pd.DataFrame,
                         f"allowed: {', '.join(axes)}, accuracy, epochs_needed, duration, note",
                         path)
 
-    def same(level: str, given: str, value) -> bool:
-        if given == level:
-            return True
-        try:  # a plain value for a scalar axis: 0.005 for lr0.005
-            return value is not None and float(given) == float(value)
-        except (TypeError, ValueError):
-            return False
-
     published, delta = [], []
     for row in configs.to_dict("records"):
-        match = reference[[all(same(str(row[f"axis:{k}"]), str(r[k]).strip(),
-                                    row.get(f"value:{k}")) for k in keys)
+        match = reference[[all(names_level(str(r[k]).strip(), str(row[f"axis:{k}"]),
+                                           row.get(f"value:{k}")) for k in keys)
                            for r in reference.to_dict("records")]]
         text = str(match["accuracy"].iloc[0]).strip() if len(match) else ""
         number = pd.to_numeric(text.rstrip("%").strip(), errors="coerce")

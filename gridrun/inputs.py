@@ -28,6 +28,7 @@ SPLIT_KEYS = ("data.val_fraction", "data.val_size", "data.train_size", "data.tes
               "data.split_seed")
 
 _content_digests: dict[str, str] = {}  # decode-cache file -> digest of its pixels and labels
+_made: dict[tuple, list[DatasetInput]] = {}  # (cache file, dataset, split settings) -> inputs
 
 
 def content_digest(images: ImageSet) -> str:
@@ -45,14 +46,22 @@ def content_digest(images: ImageSet) -> str:
 
 
 def dataset_inputs(cfg: dict, images: ImageSet) -> list[DatasetInput]:
-    """The cell's three splits as MLflow dataset inputs."""
+    """The cell's three splits as MLflow dataset inputs. Cells with the same data and split
+    settings share them: the writer, which shares the cores with the workers, carves each
+    split once per process rather than once per cell."""
+    settings = {key.split(".", 1)[1]: cfg[key] for key in SPLIT_KEYS}
+    key = (images.cache_file, cfg["data.dataset"], *settings.values())
+    if images.cache_file and key in _made:
+        return _made[key]
     splits = split_for(cfg, images)
     content = content_digest(images)
-    settings = {key.split(".", 1)[1]: cfg[key] for key in SPLIT_KEYS}
-    return [DatasetInput(_dataset(cfg["data.dataset"], images, getattr(splits, part), content,
+    made = [DatasetInput(_dataset(cfg["data.dataset"], images, getattr(splits, part), content,
                                   settings),
                          tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
             for part, context in CONTEXTS]
+    if images.cache_file:
+        _made[key] = made
+    return made
 
 
 def _dataset(name: str, images: ImageSet, split: Split, content: str,

@@ -142,9 +142,8 @@ def check_tracking_uri(tracking_uri: str | None) -> None:
                         "http(s)://HOST:PORT (an mlflow server), file:///PATH, postgresql://, "
                         "mysql://", where)
     if scheme == "sqlite":
-        path = uri[len("sqlite:///"):].split("?")[0]
-        folder = os.path.dirname(os.path.abspath(path)) if path else ""
-        if path and path != ":memory:" and not os.path.isdir(folder):
+        path = _sqlite_path(uri)
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise GridError(f"the folder of the SQLite store {path!r} does not exist; create "
                             "it or give another path", where)
     if scheme in ("http", "https"):

@@ -18,7 +18,8 @@ import random
 
 from mlflow import MlflowClient
 
-from gridrun.schedule import Rungs, Schedule
+from gridrun.plan.asha import Rungs
+from gridrun.spec.sections import Schedule
 
 
 def curves(uri: str, experiment: str) -> dict[str, tuple[list[float], float, int]]:

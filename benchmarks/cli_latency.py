@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from summary_speed import make_store  # noqa: E402 - the same 1,000-run store as that benchmark
+from summary_speed import make_store
 
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "torchvision", "mlflow")

@@ -40,8 +40,8 @@ SETTINGS = ["data.train_size=2000", "data.test_size=500", "train.max_epochs=2",
 
 def cells_and_splits(data_dir: str):
     from gridrun.data import load_dataset
-    from gridrun.grid import load_grid
-    from gridrun.train import split_for
+    from gridrun.spec.load import load_grid
+    from gridrun.data.splits import split_for
 
     grid = load_grid(GRID, SETTINGS)
     cells = grid.cells()
@@ -57,7 +57,7 @@ def naive(data_dir: str, store: str) -> float:
     from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
 
-    from gridrun.train import build_cell_model
+    from gridrun.train.recipe import build_cell_model
 
     cells, images, splits = cells_and_splits(data_dir)
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(images.mean, images.std)])
@@ -128,7 +128,7 @@ def _pure_cell(cfg: dict) -> list[float]:
     """Train one cell on preloaded tensors; returns its per-epoch seconds (train + validation)."""
     import torch
 
-    from gridrun.train import build_cell_model
+    from gridrun.train.recipe import build_cell_model
 
     torch.manual_seed(0)
     model = build_cell_model(cfg, 10, 3, 32).to(memory_format=torch.channels_last)
@@ -282,6 +282,7 @@ def main() -> None:
     walls["pure"] = min(w for w, _ in splits.values())
     figures, peaks = {}, {}
     import torch
+
     from gridrun.train.precision import bf16_supported
     native_bf16, found = bf16_supported(torch.device("cpu"))
     if not native_bf16:  # gridrun refuses emulated bf16 (slower than fp32): nothing to time

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from gridrun import data
-from gridrun.tracking import global_tracking_uri
+from gridrun.tracking.store import global_tracking_uri
 
 
 def reencode(images: torch.Tensor, quality: int) -> torch.Tensor:

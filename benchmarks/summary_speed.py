@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import subprocess
 import sys
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -21,29 +21,29 @@ from pathlib import Path
 import torch
 import yaml
 
-from gridrun import summary
-from gridrun.grid import load_grid
-from gridrun.tracking import Recorder
-from gridrun.events import CellResult, EpochStats
+from gridrun import results as summary
+from gridrun.train.records import CellResult, EpochStats
+from gridrun.spec.load import load_grid
+from gridrun.tracking.recorder import Recorder
 
 
 def populate(grid, tracking_uri: str) -> None:
     tracker = Recorder(tracking_uri)
     exp_id = tracker.experiment_id(grid.name)
-    parent = tracker.start_launch(exp_id, grid, len(grid.cells()))
+    parent = tracker.launch.start(exp_id, grid, len(grid.cells()))
     rng = random.Random(0)
     for cell in grid.cells():
-        run_id = tracker.start_cell(exp_id, parent, cell, grid)
+        run_id = tracker.cells.start(exp_id, parent, cell, grid)
         history = [EpochStats(e, 1.5 / e, 0.3 + 0.05 * e, 1.6 / e, 0.3 + 0.04 * e,
                               cell.config["optim.lr"], 30.0) for e in range(1, 6)]
         for stats in history:
-            tracker.log_epoch(run_id, stats)
-        tracker.finish_cell(run_id, CellResult(
+            tracker.cells.log_epoch(run_id, stats)
+        tracker.cells.finish(run_id, CellResult(
             outcome="max_epochs", reason="reached train.max_epochs=5", epochs_run=5,
             epochs_needed=rng.randint(1, 5), best_val_acc=0.5, test_acc=rng.uniform(0.4, 0.8),
             test_loss=1.0, duration_s=rng.uniform(60, 600), params_total=651_978,
             params_trainable=651_978, history=history, test_predictions=torch.zeros(1)))
-    tracker.end_launch(parent, "FINISHED", {"ran": len(grid.cells())})
+    tracker.launch.end(parent, "FINISHED", {"ran": len(grid.cells())})
 
 
 def make_store(folder: str, runs: int) -> tuple[Path, str]:

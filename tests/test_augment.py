@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from gridrun import augment, config
+from gridrun.data import augment
+from gridrun.spec import config
 
 
 def _batch(n=8, size=8):

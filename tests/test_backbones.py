@@ -4,9 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gridrun import backbones
 from gridrun.errors import GridError
-from gridrun.models import build_model, count_params
+from gridrun.models import backbones, build_model, count_params
 
 
 def test_freezing_policies_choose_what_trains():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gridrun import cli as cli_module
+from gridrun.cli import app as cli_module
 from gridrun.cli import cli
 
 DIGITS = "fixed: {data.dataset: digits, model.name: lenet, train.max_epochs: 1}\n"
@@ -126,7 +126,7 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(case, text, args, phra
 
 
 def test_1e_minus_3_is_a_number_in_files_and_in_set(write_grid):
-    from gridrun.grid import load_grid
+    from gridrun.spec.load import load_grid
     grid = load_grid(write_grid(DIGITS.replace("}", ", optim.lr: 1e-3}")), ["optim.weight_decay=5E-4"])
     cfg = grid.cells()[0].config
     assert cfg["optim.lr"] == 0.001 and cfg["optim.weight_decay"] == 0.0005

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gridrun import config
-from gridrun.train import epochs
+from gridrun.spec import config
 from gridrun.train import checkpoint as saved
+from gridrun.train.loop import epochs
 
 # everything that carries state between epochs: momentum buffers, a step schedule, dropout's
 # global RNG, the loop's shuffling and augmentation generator, early stopping's counters

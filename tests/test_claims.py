@@ -10,11 +10,12 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from gridrun import claims as claims_module
-from gridrun.claims import Claims, is_stale
-from gridrun.grid import load_grid
-from gridrun.tracking import Recorder
-
+from gridrun.spec.load import load_grid
+from gridrun.tracking import liveness as claims_module
+from gridrun.tracking.claims import Claims
+from gridrun.tracking.ledger import MlflowLedger
+from gridrun.tracking.liveness import is_stale
+from gridrun.tracking.recorder import Recorder
 
 GRID = """
 name: claimed
@@ -29,8 +30,8 @@ def _claims(uri: str, grid_path: str, tmp: str) -> tuple[Claims, object]:
     grid = load_grid(grid_path)
     recorder = Recorder(uri)
     exp = recorder.experiment_id(grid.name)
-    claims = Claims(recorder, exp, grid, __import__("pathlib").Path(tmp))
-    claims.parent_run_id = recorder.start_launch(exp, grid, 2, claims.launch_tags())
+    claims = Claims(MlflowLedger(recorder, exp), grid, __import__("pathlib").Path(tmp))
+    claims.parent_run_id = recorder.launch.start(exp, grid, 2, claims.launch_tags())
     return claims, grid
 
 

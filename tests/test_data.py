@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pickle
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from gridrun.errors import GridError
 def test_cifar10_image_folder_loads_the_standard_split(cifar):
     assert cifar.train_x.shape == (50_000, 3, 32, 32) and cifar.train_x.dtype == torch.uint8
     assert cifar.test_x.shape == (10_000, 3, 32, 32)
-    assert cifar.classes == list(data.CIFAR10_CLASSES)
+    assert cifar.classes == list(data.sources.CIFAR10_CLASSES)
     assert cifar.train_y.bincount().tolist() == [5000] * 10
     assert cifar.test_y.bincount().tolist() == [1000] * 10
     assert all(0.4 < m < 0.5 for m in cifar.mean)
@@ -51,11 +50,10 @@ def test_a_training_subset_is_validated_on_the_same_share_of_what_it_trains_on(c
 def test_second_load_comes_from_the_cache_without_decoding(cifar_dir, cifar, monkeypatch):
     def no_decode(*args, **kwargs):
         raise AssertionError("decoded again")
-    monkeypatch.setattr(data, "_decode", no_decode)
-    t0 = time.perf_counter()
+    monkeypatch.setattr(data.sources, "_decode", no_decode)
     again = data.load_dataset("cifar10", cifar_dir)
     assert torch.equal(again.test_x, cifar.test_x)
-    print(f"cached load of CIFAR-10: {time.perf_counter() - t0:.2f}s")
+    assert again.cache_file and again.cache_file == cifar.cache_file  # mapped from the cache
 
 
 def _image_tree(root, classes=("cat", "dog"), per_class=3, size=8):
@@ -90,7 +88,7 @@ def test_official_cifar10_batches_layout(tmp_path):
         with open(root / name, "wb") as f:
             pickle.dump(batch, f)
     with open(root / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": list(data.CIFAR10_CLASSES)}, f)
+        pickle.dump({"label_names": list(data.sources.CIFAR10_CLASSES)}, f)
     images = data.load_dataset("cifar10", tmp_path)
     assert images.train_x.shape == (20, 3, 32, 32) and images.test_x.shape == (3, 3, 32, 32)
     with open(root / "data_batch_1", "rb") as f:
@@ -186,8 +184,8 @@ def test_cub200_layout_uses_its_own_split(tmp_path):
 
 
 def test_cub200_grid_trains_end_to_end(tmp_path, write_grid, tracking_uri):
-    from gridrun.execute import launch
-    from gridrun.grid import load_grid
+    from gridrun.launch import launch
+    from gridrun.spec.load import load_grid
 
     _cub_tree(tmp_path / "cub", per_class=6)
     grid = load_grid(write_grid("""

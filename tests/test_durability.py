@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from gridrun.grid import load_grid
-from gridrun.status import grid_status, render
-
+from gridrun.results.status import grid_status, render
+from gridrun.spec.load import load_grid
 
 GRID = """
 name: durable

@@ -8,10 +8,9 @@ import signal
 import pytest
 from mlflow import MlflowClient
 
-from gridrun.events import SilentProgress
-from gridrun.execute import launch
 from gridrun.executors import default_split
-from gridrun.grid import load_grid
+from gridrun.launch import SilentProgress, launch
+from gridrun.spec.load import load_grid
 
 GRID = """
     name: {name}
@@ -140,8 +139,8 @@ def test_a_plain_script_without_a_main_guard_can_launch_on_workers(write_grid, t
     """)
     script = tmp_path / "study.py"
     script.write_text(f"""
-from gridrun.execute import launch
-from gridrun.grid import load_grid
+from gridrun.launch import launch
+from gridrun.spec.load import load_grid
 print("script body ran")
 report = launch(load_grid({str(path)!r}), tracking_uri="sqlite:///{tmp_path / 'm.db'}", workers=2)
 print("ran", report.ran, "failed", report.failed)

@@ -31,14 +31,17 @@ def test_interrupted_launch_keeps_finished_cells_and_resumes(write_grid, tmp_pat
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
-    seen = ""
+    seen, training = "", False
     while time.monotonic() < deadline:  # wait until the first cell is done and the long one trains
         line = proc.stderr.readline()
         seen += line
         if "] first: max_epochs" in seen and re.search(r"\] long epoch \d+/40", line):
+            training = True
             break
         if not line and proc.poll() is not None:
             break
+    # the signal must reach a launch that is still training the long cell, or the test says so
+    assert training and proc.poll() is None, "the launch was not training when interrupted:\n" + seen
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, seen + err

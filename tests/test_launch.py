@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from gridrun import config
 from gridrun.cli import cli
-from gridrun.execute import launch
-from gridrun.grid import load_grid
+from gridrun.launch import launch
+from gridrun.spec import config
+from gridrun.spec.load import load_grid
 
 from .conftest import REPO
 

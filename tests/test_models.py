@@ -6,10 +6,9 @@ import torch
 from click.testing import CliRunner
 
 from gridrun.cli import cli
-from gridrun import registry
 from gridrun.models import MODELS, build_model, count_params
-from gridrun.registry import ACTIVATIONS, NORMS
-
+from gridrun.spec import catalog as registry
+from gridrun.spec.catalog import ACTIVATIONS, NORMS
 
 EXPECTED_PARAMS = {  # 32x32x3 inputs, 10 classes
     "lenet": 62_006, "base4": 651_978,

@@ -4,8 +4,8 @@ from __future__ import annotations
 import nbclient
 import nbformat
 
-from gridrun.execute import launch
-from gridrun.grid import load_grid
+from gridrun.launch import launch
+from gridrun.spec.load import load_grid
 
 from .conftest import REPO
 

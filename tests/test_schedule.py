@@ -8,12 +8,13 @@ from mlflow import MlflowClient
 
 from gridrun.cli import cli
 from gridrun.errors import GridError
-from gridrun.events import EpochStats
-from gridrun.execute import launch
-from gridrun.grid import load_grid
-from gridrun.schedule import AshaPlan, Schedule, keep_count
-from gridrun.status import grid_status
-from gridrun.summary import table
+from gridrun.launch import launch
+from gridrun.plan.asha import AshaPlan, keep_count
+from gridrun.results import table
+from gridrun.results.status import grid_status
+from gridrun.spec.load import load_grid
+from gridrun.spec.sections import Schedule
+from gridrun.train.records import EpochStats
 
 SCRIPTED = """
     name: scripted
@@ -105,7 +106,7 @@ def test_schedule_settings_are_validated(write_grid):
 def test_a_search_takes_optunas_successive_halving_or_hyperband_pruner(write_grid):
     import optuna
 
-    from gridrun.search import make_study
+    from gridrun.plan.search import make_study
 
     for name, pruner in (("asha", optuna.pruners.SuccessiveHalvingPruner),
                          ("hyperband", optuna.pruners.HyperbandPruner)):

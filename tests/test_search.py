@@ -5,11 +5,11 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from gridrun import summary
+from gridrun import results as summary
 from gridrun.cli import cli
 from gridrun.errors import GridError
-from gridrun.execute import launch
-from gridrun.grid import load_grid
+from gridrun.launch import launch
+from gridrun.spec.load import load_grid
 
 from .conftest import REPO
 
@@ -54,7 +54,7 @@ def test_same_seed_same_trials(write_grid, tmp_path):
         runs = MlflowClient(uri).search_runs([report.experiment_id],
                                              "tags.`gridrun.kind` = 'cell'")
         lrs.append(sorted(r.data.params["optim.lr"] for r in runs))
-    assert lrs[0] == lrs[1]
+    assert len(lrs[0]) == 2 and lrs[0] == lrs[1]
 
 
 @pytest.mark.parametrize("text, message", [

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from gridrun import summary
+from gridrun import results as summary
 from gridrun.cli import cli
-from gridrun.execute import launch
-from gridrun.grid import load_grid
-from gridrun.tracking import Recorder
+from gridrun.launch import launch
+from gridrun.spec.load import load_grid
+from gridrun.tracking.recorder import Recorder
 
 from .conftest import REPO
 from .helpers import modules_loaded_by, record_cell
@@ -124,7 +124,7 @@ def test_failed_cells_are_listed(write_grid, tracking_uri):
     grid = load_grid(path)
     recorder = Recorder(tracking_uri)
     failed = record_cell(recorder, grid, grid.cells()[0], 0.0, finish=False)
-    recorder.fail_cell(failed, "RuntimeError: out of memory")
+    recorder.cells.fail(failed, "RuntimeError: out of memory")
     record_cell(recorder, grid, grid.cells()[1], 0.9)
     df = summary.table(grid=grid, tracking_uri=tracking_uri)
     assert df.loc[0, "Accuracy"] == "Failed"

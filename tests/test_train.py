@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gridrun import config
-from gridrun.train import EarlyStopping, decide, finish, run_epoch, setup, train_cell
+from gridrun.spec import config
+from gridrun.train.loop import decide, finish, run_epoch, setup, train_cell
+from gridrun.train.recipe import EarlyStopping
 
 
 def _run(values, patience, mode="max", min_delta=0.0):
@@ -125,7 +126,7 @@ def test_normalization_presets_and_image_size(digits):
 
 
 def test_a_callback_can_stop_training(digits):
-    from gridrun.train import StopTraining
+    from gridrun.train.loop import StopTraining
 
     def stop_at_two(stats):
         if stats.epoch == 2:
@@ -179,8 +180,9 @@ def test_the_steps_of_a_train_state_give_the_same_numbers_as_train_cell(digits):
 
 
 def test_channels_last_and_bf16_train_a_cell_end_to_end(digits):
-    from gridrun.train.precision import bf16_supported
     import torch
+
+    from gridrun.train.precision import bf16_supported
 
     cfg = _cfg(**{"model.name": "base4", "train.max_epochs": 2, "optim.name": "adam",
                   "optim.lr": 0.003})

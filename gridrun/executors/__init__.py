@@ -8,6 +8,9 @@ dry, so executors ask it again whenever a worker is free), an optional per-epoch
 (`gridrun.events`): CellStarted, EpochDone, CellFinished, CellFailed. The launch
 consumes the events and records them; it does not know which executor made them.
 
+Every executor is a context manager (`with engine:` stops its workers on the way out) and
+drives cells through one loop, `runner.CellRunner` (start a cell, answer each epoch).
+
 - `inline`: every cell in the launching process (debugging, tests of the loop).
 - `local`: long-lived worker processes on this machine (the default).
 - `ray`: long-lived Ray actors anywhere in a Ray cluster (`cluster.py`; the `ray` extra).
@@ -16,6 +19,10 @@ Defaults (`execution.workers` / `--workers`, `execution.threads` / `--threads`):
 single-thread worker per core, at most one per cell to run (threads = cores // workers); on
 GPUs one worker per GPU, each with cores // workers threads. More workers than GPUs pack
 several cells on one GPU (e.g. `--workers 4` on one GPU for small CNNs).
+
+May import: `gridrun.train`, `gridrun.data`, `gridrun.models`, `gridrun.spec`,
+`gridrun.errors`; never tracking or plans (a planner reaches an executor as a `decide`
+callable).
 """
 from __future__ import annotations
 
@@ -24,20 +31,24 @@ import os
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 
 if TYPE_CHECKING:  # this module stays light: the CLI calls warm_up() before importing torch
-    from ..data import ImageSet
-    from ..events import Checkpoint, Event, Stop
-    from ..grid import Cell
+    from ..data.images import ImageSet
+    from ..spec.grid import Cell
+    from ..train.records import Stop
+    from .events import Checkpoint, Event
 
 EXECUTORS = ("local", "inline", "ray")
 WORKER_MODULE = "gridrun.executors.worker"  # what the fork server imports once for every worker
 
 
 class Executor(Protocol):
+    """Where cells run (see the module docstring); also `with executor:`."""
     name: str
     workers: int
 
     def start(self) -> None: ...  # optional head start: workers up before the first cell
     def stop(self) -> None: ...
+    def __enter__(self) -> Executor: ...
+    def __exit__(self, *exc_info) -> bool: ...
 
     # the process id on this machine of the worker an event names, for sampling its CPU and
     # memory (`gridrun.system_metrics`); None when it runs on another machine

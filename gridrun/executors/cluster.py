@@ -30,13 +30,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import traceback
 import warnings
 from typing import Callable, Iterable, Iterator
 
 from ..errors import GridError
-from ..events import CellFailed, Checkpoint, Event, Stop
-from ..grid import Cell
+from ..spec.grid import Cell
+from ..train.records import Stop
+from .base import Stoppable
+from .events import CellFailed, Checkpoint, Event
 from .messages import handle
 
 MAX_FAILED_STARTS = 3
@@ -127,7 +128,7 @@ def _wire(image_set) -> dict:
 def _unwire(fields: dict):
     import torch
 
-    from ..data import ImageSet
+    from ..data.images import ImageSet
 
     fields = dict(fields)
     with warnings.catch_warnings():  # read-only shared buffers: training only reads them
@@ -150,27 +151,15 @@ class CellActor:
         torch.set_num_threads(threads)
         images = {key: _unwire(ray.get(ref)) for key, ref in datasets.items()}
         self.runner = CellRunner(images)
-        self.steps = None
 
     def ready(self) -> tuple[str, tuple[int, str]]:
         return "ready", (os.getpid(), socket.gethostname())
 
     def start(self, cell: Cell, checkpoint: Checkpoint | None):
-        self.steps = self.runner.run(cell, checkpoint)
-        return self._advance(lambda: next(self.steps))
+        return self.runner.start(cell, checkpoint)
 
     def step(self, decision: Stop | None):
-        return self._advance(lambda: self.steps.send(decision))
-
-    def _advance(self, step):
-        try:
-            return "epoch", step()
-        except StopIteration as done:
-            self.steps = None
-            return "finished", done.value
-        except Exception as e:  # noqa: BLE001 - one broken cell must not end the actor
-            self.steps = None
-            return "failed", (f"{e.__class__.__name__}: {e}", traceback.format_exc())
+        return self.runner.step(decision)
 
 
 class _Actor:
@@ -181,7 +170,7 @@ class _Actor:
         self.ready = False
 
 
-class RayExecutor:
+class RayExecutor(Stoppable):
     name = "ray"
     owns_ray = False  # True when the launch started Ray for itself: stop() shuts it down
 

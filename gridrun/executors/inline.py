@@ -4,17 +4,17 @@ of the loop itself."""
 from __future__ import annotations
 
 import os
-import traceback
 from typing import Callable, Iterable, Iterator
 
-from ..data import ImageSet
-from ..events import (CellFailed, CellFinished, CellStarted, Checkpoint, EpochDone, Event,
-                      Stop)
-from ..grid import Cell
+from ..data.images import ImageSet
+from ..spec.grid import Cell
+from ..train.records import Stop
+from .base import Stoppable
+from .events import CellFailed, CellFinished, CellStarted, Checkpoint, EpochDone, Event
 from .runner import CellRunner
 
 
-class InlineExecutor:
+class InlineExecutor(Stoppable):
     name = "inline"
 
     def __init__(self, images: dict[tuple, ImageSet], threads: int | None = None):
@@ -40,13 +40,11 @@ class InlineExecutor:
         runner = CellRunner(self.images)
         for cell in cells:  # pulled one at a time: a cell failed below may come back (a retry)
             yield CellStarted(cell, 0)
-            try:
-                steps = runner.run(cell, checkpoint_for(cell) if checkpoint_for else None)
-                stats = next(steps)
-                while True:
-                    yield EpochDone(cell, stats, 0)
-                    stats = steps.send(decide(cell, stats) if decide else None)
-            except StopIteration as done:
-                yield CellFinished(cell, done.value, 0)
-            except Exception as e:  # noqa: BLE001 - one broken cell must not end the grid
-                yield CellFailed(cell, f"{e.__class__.__name__}: {e}", traceback.format_exc(), 0)
+            kind, body = runner.start(cell, checkpoint_for(cell) if checkpoint_for else None)
+            while kind == "epoch":  # the writer records the epoch before the plan decides
+                yield EpochDone(cell, body, 0)
+                kind, body = runner.step(decide(cell, body) if decide else None)
+            if kind == "finished":
+                yield CellFinished(cell, body, 0)
+            else:
+                yield CellFailed(cell, body[0], body[1], 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
-from ..events import CellFailed, CellFinished, CellStarted, EpochDone, Event
+from .events import CellFailed, CellFinished, CellStarted, EpochDone, Event
 
 
 def handle(worker, kind: str, body, hand_out: Callable, decide: Callable | None,

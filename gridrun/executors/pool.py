@@ -28,14 +28,16 @@ import threading
 from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator
 
-from ..data import ImageSet
-from ..events import CellFailed, Checkpoint, Event, Stop
-from ..grid import Cell
+from ..data.images import ImageSet
+from ..spec.grid import Cell
+from ..train.records import Stop
 from . import warm_up
+from .base import Stoppable
+from .entry import start_worker
+from .events import CellFailed, Checkpoint, Event
 from .messages import handle
 from .wire import recv as _recv
 from .wire import send as _send
-from .wire import start_worker
 
 JOIN_SECONDS = 10
 MAX_FAILED_STARTS = 3
@@ -105,7 +107,7 @@ def _context():
     return mp.get_context("spawn")
 
 
-class PoolExecutor:
+class PoolExecutor(Stoppable):
     name = "local"
 
     def __init__(self, images: dict[tuple, ImageSet], workers: int, threads: int):

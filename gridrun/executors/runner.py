@@ -1,5 +1,10 @@
-"""Running cells one after another in one process: what both the inline executor and every
-worker process of the pool do.
+"""Running cells one after another in one process, an epoch per step: what the inline executor,
+every worker process of the pool and every Ray actor do. This is the one loop that steps
+through a cell's epochs for all of them.
+
+    message = runner.start(cell, checkpoint)     # ("epoch", EpochStats) | ("finished", result)
+    while message[0] == "epoch":                 #   | ("failed", (error, traceback))
+        message = runner.step(decision)          # the planner's Stop for that epoch, or None
 
 A runner holds its datasets (memory-mapped, shared with the other processes) and the splits of
 the last few data configurations, so consecutive cells over the same data reuse them instead of
@@ -7,23 +12,26 @@ carving and moving them again (airbench's "data resident, one object reused").
 """
 from __future__ import annotations
 
-from typing import Generator
+import traceback
+from typing import Callable, Generator
 
-from ..data import ImageSet, Splits, dataset_key
-from ..events import CellResult, Checkpoint, EpochStats, Stop
-from ..grid import Cell
-from ..train import epochs, split_for
+from ..data.images import ImageSet, dataset_key
+from ..data.splits import SPLIT_KEYS, Splits, split_for
+from ..spec.grid import Cell
+from ..train.loop import epochs
 from ..train.precision import select_device
+from ..train.records import CellResult, EpochStats, Stop
+from .events import Checkpoint
 
-SPLIT_KEYS = ("data.val_fraction", "data.val_size", "data.train_size", "data.test_size",
-              "data.split_seed")
 KEEP_SPLITS = 4
+Message = tuple[str, object]  # what `start` and `step` return (see the module docstring)
 
 
 class CellRunner:
     def __init__(self, images: dict[tuple, ImageSet]):
         self.images = images
         self._splits: dict[tuple, Splits] = {}
+        self._steps: Generator[EpochStats, Stop | None, CellResult] | None = None
 
     def splits(self, cfg: dict) -> Splits:
         device = select_device(cfg["train.device"])
@@ -34,10 +42,27 @@ class CellRunner:
             self._splits[key] = split_for(cfg, self.images[dataset_key(cfg)]).to(device)
         return self._splits[key]
 
-    def run(self, cell: Cell, checkpoint: Checkpoint | None = None
-            ) -> Generator[EpochStats, Stop | None, CellResult]:
-        """Train `cell` on this runner's data (see `gridrun.train.epochs`), from and into
-        `checkpoint` (its file path and metadata) when given."""
-        cfg = cell.config
-        path, meta = checkpoint if checkpoint is not None else (None, None)
-        return epochs(cfg, self.images[dataset_key(cfg)], self.splits(cfg), path, meta)
+    def start(self, cell: Cell, checkpoint: Checkpoint | None = None) -> Message:
+        """Begin `cell` on this runner's data (see `gridrun.train.loop.epochs`), from and into
+        `checkpoint` (its file path and metadata) when given; its first epoch's message."""
+        def begin() -> EpochStats:
+            cfg = cell.config
+            path, meta = checkpoint if checkpoint is not None else (None, None)
+            self._steps = epochs(cfg, self.images[dataset_key(cfg)], self.splits(cfg), path,
+                                 meta)
+            return next(self._steps)
+        return self._advance(begin)
+
+    def step(self, decision: Stop | None) -> Message:
+        """The planner's answer to the last epoch (None: go on); the next message."""
+        return self._advance(lambda: self._steps.send(decision))
+
+    def _advance(self, step: Callable[[], EpochStats]) -> Message:
+        try:
+            return "epoch", step()
+        except StopIteration as done:
+            self._steps = None
+            return "finished", done.value
+        except Exception as e:  # noqa: BLE001 - a cell's error is its own: report, go on
+            self._steps = None
+            return "failed", (f"{e.__class__.__name__}: {e}", traceback.format_exc())

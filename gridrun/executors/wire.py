@@ -1,6 +1,6 @@
-"""What the launching process and its workers say to each other over a pipe: pickled messages,
-and the entry point a worker process starts in. Light on purpose: the launching process imports
-this, never the worker module with its training imports."""
+"""What the launching process and its workers say to each other over a pipe: pickled messages.
+Light on purpose: the launching process imports this, never the worker module with its training
+imports."""
 from __future__ import annotations
 
 import pickle
@@ -15,9 +15,3 @@ def send(conn: Connection, message) -> None:
 
 def recv(conn: Connection):
     return pickle.loads(conn.recv_bytes())
-
-
-def start_worker(*args) -> None:
-    """A worker process's entry point (already imported by the fork server)."""
-    from .worker import worker_main
-    worker_main(*args)

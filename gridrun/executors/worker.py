@@ -12,17 +12,15 @@ import os
 import signal
 import threading
 import time
-import traceback
 from multiprocessing.connection import Connection
 
 import sklearn.model_selection  # noqa: F401
 import torch
-import torch._dynamo  # noqa: F401
+import torch._dynamo
 
-from ..data import open_cached
+from ..data.cache import open_cached
 from .runner import CellRunner
 from .wire import recv, send
-
 
 ORPHAN_CHECK_SECONDS = 1.0
 
@@ -76,15 +74,8 @@ def _serve(conn: Connection, files: dict[tuple, str], threads: int, slot: int,
         if task is None:
             return
         cell, awaits_decisions, checkpoint = task
-        try:
-            steps = runner.run(cell, checkpoint)
-            stats = next(steps)
-            while True:
-                send(conn, ("epoch", stats))
-                stats = steps.send(recv(conn) if awaits_decisions else None)
-        except StopIteration as done:
-            send(conn, ("finished", done.value))
-        except (BrokenPipeError, ConnectionResetError, EOFError):
-            raise  # the launching process is gone
-        except Exception as e:  # noqa: BLE001 - one broken cell must not end the worker
-            send(conn, ("failed", (f"{e.__class__.__name__}: {e}", traceback.format_exc())))
+        message = runner.start(cell, checkpoint)
+        while message[0] == "epoch":
+            send(conn, message)
+            message = runner.step(recv(conn) if awaits_decisions else None)
+        send(conn, message)

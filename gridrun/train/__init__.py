@@ -1,14 +1,15 @@
-"""Training one cell: the loop (`loop`), its recipe (`recipe`) and where and how it computes
-(`precision`). Nothing here knows about MLflow or grids."""
-from ..events import CellResult, EpochStats, Stop
-from .loop import (EVAL_BATCH_SIZE, StopTraining, TrainState, decide, epochs, evaluate, finish,
-                   run_epoch, setup, split_for, train_cell, train_epoch)
-from .precision import check_precision, select_device
-from .recipe import (EarlyStopping, build_cell_model, build_optimizer, build_scheduler,
-                     input_stats, monitor_mode)
+"""Training one cell, as nanoGPT reads: a state, and steps you call on it. No MLflow, no grids.
 
-__all__ = ["CellResult", "EpochStats", "Stop", "EVAL_BATCH_SIZE", "StopTraining", "TrainState",
-           "decide", "epochs", "evaluate", "finish", "run_epoch", "setup", "split_for", "train_cell",
-           "train_epoch", "check_precision", "select_device", "EarlyStopping",
-           "build_cell_model", "build_optimizer", "build_scheduler", "input_stats",
-           "monitor_mode"]
+    records.py     what training hands out: `EpochStats`, `CellResult`, a planner's `Stop`
+                   (torch-free: tracking and results import only this module of the package)
+    state.py       `TrainState`: everything a cell holds between epochs
+    recipe.py      optimizer, learning-rate schedule, normalization, early stopping
+    precision.py   device, bf16 autocast, channels_last
+    loop.py        setup -> run_epoch -> decide -> finish, and `epochs()`, the generator every
+                   executor drives
+    checkpoint.py  the state on disk, atomically, between two epochs
+
+May import: `gridrun.data`, `gridrun.models`, `gridrun.spec`, `gridrun.errors`. This package's
+`__init__` imports nothing, so `gridrun.train.records` stays light; import the loop from
+`gridrun.train.loop`.
+"""

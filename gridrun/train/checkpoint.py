@@ -2,8 +2,8 @@
 it had never stopped (torchvision's per-epoch `{model, optimizer, lr_scheduler, epoch}`, plus
 everything else our loop keeps).
 
-    save(state, path, meta)       # atomically: a temporary file in the same folder, then a rename
-    meta = restore(state, path)   # into a state fresh from `setup` for the same config
+    save(state, path, meta)                   # atomically: a temporary file, then a rename
+    load_state_dict(state, read(path))        # into a state fresh from `setup`, same config
 
 Saved: the weights being trained, the optimizer, the scheduler, the early stopper, the best
 weights so far, the history, the outcome if the cell already ended, the training time spent,
@@ -21,14 +21,11 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from ..events import EpochStats
-
-if TYPE_CHECKING:
-    from .loop import TrainState
+from .records import EpochStats
+from .state import TrainState
 
 FORMAT = 1
 

@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Generator
 
 import torch
 from torch import nn
 
-from .. import augment
-from ..data import ImageSet, Splits, batch_count, batches, make_splits, resizer
-from ..events import CellResult, EpochStats, Stop
+from ..data import augment
+from ..data.images import ImageSet
+from ..data.splits import Splits, batch_count, batches, resizer, split_for
 from ..models import Standardized, count_params
+from ..spec.config import monitor_mode
+from . import checkpoint as saved
 from .precision import autocast, memory_format, seed_everything, select_device
-from .recipe import (EarlyStopping, build_cell_model, build_optimizer, build_scheduler,
-                     input_stats, monitor_mode)
+from .recipe import EarlyStopping, build_cell_model, build_optimizer, build_scheduler, input_stats
+from .records import CellResult, EpochStats, Stop
+from .state import TrainState, cpu_state
 
 # Evaluation batches: on the CPU small enough that activations stay small (base4's first conv
 # output for 1,000 images is 131 MB, per worker), on a GPU large enough to fill it.
@@ -42,38 +44,6 @@ class StopTraining(Exception):
     def __init__(self, outcome: str, reason: str):
         super().__init__(reason)
         self.outcome, self.reason = outcome, reason
-
-
-@dataclass
-class TrainState:
-    """Everything one cell's training holds between epochs."""
-    cfg: dict
-    device: torch.device
-    splits: Splits  # on the device
-    model: Standardized  # the weights being trained
-    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its torch.compile'd form
-    inputs: Callable[[torch.Tensor], torch.Tensor]  # uint8 batch -> float batch as the model takes
-    optimizer: torch.optim.Optimizer
-    scheduler: object | None
-    per_batch: bool  # the scheduler steps every batch (one-cycle)
-    train_loss_fn: nn.Module
-    loss_fn: nn.Module
-    rng: torch.Generator  # shuffling and augmentation
-    stopper: EarlyStopping
-    best_state: dict[str, torch.Tensor]
-    params_total: int
-    params_trainable: int
-    started: float
-    best_val_acc: float = 0.0
-    history: list[EpochStats] = field(default_factory=list)
-    outcome: str = "max_epochs"
-    reason: str = ""
-    done: bool = False
-
-    @property
-    def epoch(self) -> int:
-        """Epochs completed so far."""
-        return len(self.history)
 
 
 def setup(cfg: dict, images: ImageSet, splits: Splits | None = None) -> TrainState:
@@ -107,15 +77,9 @@ def setup(cfg: dict, images: ImageSet, splits: Splits | None = None) -> TrainSta
         optimizer=optimizer, scheduler=scheduler, per_batch=per_batch,
         train_loss_fn=nn.CrossEntropyLoss(label_smoothing=cfg["train.label_smoothing"]),
         loss_fn=nn.CrossEntropyLoss(), rng=torch.Generator().manual_seed(cfg["seed"]),
-        stopper=stopper, best_state=_cpu_state(model), params_total=params_total,
+        stopper=stopper, best_state=cpu_state(model), params_total=params_total,
         params_trainable=params_trainable, started=started,
         reason=f"reached train.max_epochs={cfg['train.max_epochs']}")
-
-
-def split_for(cfg: dict, images: ImageSet) -> Splits:
-    """The train/validation/test splits a cell's data keys ask for."""
-    return make_splits(images, cfg["data.val_fraction"], cfg["data.train_size"],
-                       cfg["data.test_size"], cfg["data.split_seed"], cfg["data.val_size"])
 
 
 def train_epoch(state: TrainState) -> tuple[float, float] | None:
@@ -201,7 +165,7 @@ def decide(state: TrainState, stats: EpochStats, stop: Stop | None = None) -> bo
         return True
     state.best_val_acc = max(state.best_val_acc, stats.val_acc)
     if state.stopper.step(getattr(stats, monitor), epoch):
-        state.best_state = _cpu_state(state.model)
+        state.best_state = cpu_state(state.model)
     if state.scheduler is not None and not state.per_batch:
         if isinstance(state.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             state.scheduler.step(getattr(stats, monitor))
@@ -257,8 +221,6 @@ def epochs(cfg: dict, images: ImageSet, splits: Splits | None = None,
     With `checkpoint` (a file path), the cell continues from that file when there is one, and
     the file is rewritten at the end of every epoch, after the epoch's decision, with `meta`.
     A resumed cell yields only the epochs it trains now; its result's history has them all."""
-    from . import checkpoint as saved
-
     state = setup(cfg, images, splits)
     if checkpoint is not None:
         previous = saved.read(checkpoint)
@@ -293,7 +255,3 @@ def train_cell(cfg: dict, images: ImageSet,
             stats = steps.send(stop)
     except StopIteration as done:
         return done.value
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

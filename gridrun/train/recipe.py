@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..models import build_model
+from ..spec.config import monitor_mode
 
 # the fixed `data.normalize` presets: (mean, std) per channel; `dataset` uses the data's own
 PRESETS = {"symmetric": ([0.5] * 3, [0.5] * 3), "centered": ([0.5] * 3, [1.0] * 3),
@@ -43,12 +44,6 @@ class EarlyStopping:
     @property
     def should_stop(self) -> bool:
         return self.bad_epochs > 0 and self.bad_epochs >= self.patience
-
-
-def monitor_mode(monitor: str, mode: str) -> str:
-    if mode != "auto":
-        return mode
-    return "max" if monitor.endswith("acc") else "min"
 
 
 def build_optimizer(params, cfg: dict) -> torch.optim.Optimizer:

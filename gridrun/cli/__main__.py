@@ -1,0 +1,4 @@
+"""`python -m gridrun.cli`: the `gridrun` command."""
+from . import main
+
+main()

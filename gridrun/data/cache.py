@@ -1,0 +1,64 @@
+"""The decode-once cache: a dataset decoded once into a tensor file (`$GRIDRUN_CACHE_DIR`,
+default `~/.cache/gridrun`), memory-mapped by every process that reads it, rebuilt when its
+source changes (a fingerprint of every file's path, size and mtime)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..errors import GridError
+from .images import ImageSet
+
+CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GRIDRUN_CACHE_DIR") or Path.home() / ".cache" / "gridrun")
+
+
+def fingerprint(path: Path) -> str:
+    """Changes when any file below `path` is added, removed, resized or touched."""
+    h = hashlib.sha256(f"{CACHE_VERSION}:{path.resolve()}".encode())
+    for dirpath, dirnames, filenames in sorted(os.walk(path)):
+        dirnames.sort()
+        for name in sorted(filenames):
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError as e:  # e.g. a symlink whose target is gone
+                raise GridError(f"cannot read this file ({e.strerror}); remove or fix it",
+                                os.path.join(dirpath, name)) from None
+            h.update(f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def digits_fingerprint() -> str:
+    import sklearn
+    return hashlib.sha256(f"{CACHE_VERSION}:digits:{sklearn.__version__}".encode()).hexdigest()[:20]
+
+
+def open_cached(file: str | os.PathLike) -> ImageSet:
+    """A dataset from its decode-cache file, memory-mapped: the images stay in the page cache,
+    shared by every process that maps the same file, instead of one private copy each."""
+    blob = torch.load(file, weights_only=True, mmap=True)
+    blob.pop("cache_file", None)
+    return ImageSet(**blob, cache_file=str(file))
+
+
+def cached(name: str, digest: str, build: Callable[[], ImageSet], source: str) -> ImageSet:
+    file = cache_dir() / f"{name}-{digest}.pt"
+    if file.exists():
+        try:
+            return open_cached(file)
+        except Exception:  # noqa: BLE001 - a broken cache file is rebuilt, not fatal
+            pass
+    images = build()
+    images.source = source
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(f".tmp{os.getpid()}")
+    torch.save({k: v for k, v in images.__dict__.items() if k != "cache_file"}, tmp)
+    os.replace(tmp, file)  # atomic: a concurrent or killed launch never sees half a file
+    return open_cached(file)

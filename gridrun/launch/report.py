@@ -1,0 +1,48 @@
+"""What a launch reports as it goes (`Progress`: `ConsoleProgress` draws it in the terminal) and
+what it returns (`LaunchReport`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..spec.grid import Cell, Grid
+    from ..train.records import EpochStats
+
+class Progress(Protocol):
+    """What a launch reports as it goes; `progress.ConsoleProgress` draws it in the terminal."""
+
+    def launch_started(self, grid: Grid, todo: int, skipped: int, workers: int) -> None: ...
+    def cell_started(self, position: int, cell: Cell, worker: int,
+                     resumed_after: int = 0) -> None: ...  # epochs an earlier launch trained
+    def epoch_done(self, cell: Cell, stats: EpochStats, worker: int) -> None: ...
+    def cell_done(self, cell: Cell, outcome: str, detail: str) -> None: ...
+
+
+class SilentProgress:
+    def launch_started(self, grid, todo, skipped, workers): pass
+    def cell_started(self, position, cell, worker, resumed_after=0): pass
+    def epoch_done(self, cell, stats, worker): pass
+    def cell_done(self, cell, outcome, detail): pass
+
+
+@dataclass
+class LaunchReport:
+    experiment_id: str
+    parent_run_id: str | None  # None when every cell was already finished
+    planned: int  # cells in the grid
+    skipped: int  # already finished before this launch
+    elsewhere: int = 0  # being trained (or finished meanwhile) by another launch
+    resumed: int = 0  # continued from a dead or interrupted launch's checkpoint
+    state_dir: str = ""  # where this launch keeps its checkpoints
+    outcomes: dict[str, str] = field(default_factory=dict)  # run_id -> outcome, for this launch
+    tracking_uri: str = ""
+    workers: int = 1
+
+    @property
+    def failed(self) -> int:
+        return sum(o == "failed" for o in self.outcomes.values())
+
+    @property
+    def ran(self) -> int:
+        return len(self.outcomes)

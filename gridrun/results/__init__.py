@@ -1,0 +1,22 @@
+"""A grid's results, read from the tracking store: the tables, figures and status a user reads.
+
+    frames.py    runs and cells as pandas frames; the factors cells vary over
+    tables.py    the results table (`gridrun summary`): configurations, mean ± std, bold best,
+                 pivots, marginal effects, published results beside ours
+    render.py    tables as terminal text, Markdown, LaTeX, CSV, HTML
+    figures.py   per-cell reports and figures (curves, confusion), per-grid plots
+    status.py    every cell's state (`gridrun status`)
+    registry.py  the best cell into MLflow's model registry (written by `gridrun.tracking`)
+
+Torch-free (an import contract says so): `summary` and `status` answer in a fraction of a
+second. May import: `gridrun.tracking`, `gridrun.train.records`, `gridrun.spec`,
+`gridrun.errors`.
+"""
+from .frames import cells_frame, factor_levels, factors, runs_frame
+from .render import FORMATS, render
+from .status import grid_as_launched, grid_status
+from .tables import effects_table, pivot_table, read_reference, table, tabulate
+
+__all__ = ["FORMATS", "cells_frame", "effects_table", "factor_levels", "factors",
+           "grid_as_launched", "grid_status", "pivot_table", "read_reference", "render",
+           "runs_frame", "table", "tabulate"]

@@ -1,0 +1,205 @@
+"""The figures and reports logged next to every run: what a user would otherwise draw by hand.
+
+Per cell (`cell_reports`): the confusion matrix (JSON), the most-confused class pairs, and
+scikit-learn's classification report as text and JSON; with figures (`cell_figures`), also loss
+and accuracy curves, the confusion matrix with and without its diagonal, and per-class error
+rates. Per grid (`grid_plots`): accuracy by each factor and accuracy against parameter count.
+Functions write files into a folder; `gridrun.tracking` logs the folder.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display is needed or wanted
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import classification_report, confusion_matrix
+
+from ..train.records import CellResult
+
+TOP_CONFUSIONS = 5
+
+
+def cell_reports(result: CellResult, out: Path, title: str = "", figures: bool = True
+                 ) -> list[Path]:
+    """Write a finished cell's reports into `out` (and its figures, when `figures`); return
+    the files written. The reports are text and JSON and cost milliseconds; the figures cost
+    about half a second of matplotlib per cell (`track.figures` says which cells get them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = cell_figures(result, out, title) if figures else []
+    if result.test_predictions is None:
+        return files
+    cm, classes = _confusion(result)
+    (out / "confusion_matrix.json").write_text(json.dumps({"classes": classes,
+                                                          "matrix": cm.tolist()}))
+    pairs = most_confused(cm, classes)
+    (out / "top_confusions.json").write_text(json.dumps(pairs, indent=2))
+    (out / "top_confusions.txt").write_text(
+        "".join(f"{p['true']:>12} -> {p['predicted']:<12} {p['count']:>6}  "
+                f"({p['share_of_true']:.1%} of {p['true']})\n" for p in pairs))
+    report_kwargs = dict(y_true=result.test_targets.numpy(), y_pred=result.test_predictions.numpy(),
+                         labels=list(range(len(classes))), target_names=classes,
+                         zero_division=0, digits=4)
+    (out / "classification_report.txt").write_text(classification_report(**report_kwargs))
+    (out / "classification_report.json").write_text(
+        json.dumps(classification_report(output_dict=True, **report_kwargs), indent=2))
+    return files + [out / name for name in (
+        "confusion_matrix.json", "top_confusions.json", "top_confusions.txt",
+        "classification_report.txt", "classification_report.json")]
+
+
+def cell_figures(result: CellResult, out: Path, title: str = "") -> list[Path]:
+    """A finished cell's figures: curves, the confusion matrix with and without its diagonal,
+    and the error rate of each class."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = [plot_curves(result, out / "curves.png", title)]
+    if result.test_predictions is None:
+        return files
+    cm, classes = _confusion(result)
+    files.append(plot_confusion(cm, classes, out / "confusion_matrix.png",
+                                f"{title} confusion matrix (test)".strip()))
+    errors_only = cm.copy()
+    np.fill_diagonal(errors_only, 0)
+    files.append(plot_confusion(errors_only, classes, out / "confusion_matrix_errors.png",
+                                f"{title} misclassifications (diagonal removed)".strip()))
+    files.append(plot_class_errors(cm, classes, out / "per_class_error.png", title))
+    return files
+
+
+def _confusion(result: CellResult) -> tuple[np.ndarray, list[str]]:
+    classes = result.classes
+    return confusion_matrix(result.test_targets.numpy(), result.test_predictions.numpy(),
+                            labels=range(len(classes))), classes
+
+
+def most_confused(cm: np.ndarray, classes: list[str], top: int = TOP_CONFUSIONS) -> list[dict]:
+    """The `top` off-diagonal cells of a confusion matrix, largest first."""
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(off, axis=None, kind="stable")[::-1][:top]
+    pairs = []
+    for flat in order:
+        i, j = np.unravel_index(flat, off.shape)
+        if off[i, j] == 0:
+            break
+        pairs.append({"true": classes[i], "predicted": classes[j], "count": int(off[i, j]),
+                      "share_of_true": float(off[i, j] / max(cm[i].sum(), 1))})
+    return pairs
+
+
+def plot_curves(result: CellResult, path: Path, title: str = "") -> Path:
+    epochs = [s.epoch for s in result.history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, name in ((ax_loss, "loss", "Loss"), (ax_acc, "acc", "Accuracy")):
+        ax.plot(epochs, [getattr(s, f"train_{key}") for s in result.history], "o-", label="train")
+        ax.plot(epochs, [getattr(s, f"val_{key}") for s in result.history], "o-",
+                label="validation")
+        if result.epochs_needed:
+            ax.axvline(result.epochs_needed, color="grey", ls="--", lw=1, label="best epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{title} ({result.outcome})".strip())
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
+    size = max(5, 0.55 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(classes) <= 20:
+        limit = cm.max() / 2 if cm.max() else 1
+        for (i, j), value in np.ndenumerate(cm):
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
+                    color="white" if value > limit else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_class_errors(cm: np.ndarray, classes: list[str], path: Path, title: str = "") -> Path:
+    totals = cm.sum(axis=1)
+    errors = (totals - np.diag(cm)) / np.maximum(totals, 1)
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(classes) + 2), 4))
+    ax.bar(classes, errors * 100, color="tab:red")
+    ax.set_ylabel("test error (%)")
+    ax.set_title(f"{title} error by class".strip())
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def accuracy_axis(means: pd.Series, stds: pd.Series) -> tuple[float, float]:
+    """Y limits (%) that fit the bars and their error bars with a margin, inside 0-100: a
+    95-98 % spread is visible, not a sliver at the top of a 0-100 % axis."""
+    low = float(((means - stds) * 100).min())
+    high = float(((means + stds) * 100).max())
+    margin = max(high - low, 1.0) * 0.25
+    return max(0.0, low - margin), min(100.0, high + margin)
+
+
+def grid_plots(cells: pd.DataFrame, levels: dict[str, pd.Series], out: Path) -> list[Path]:
+    """Grid-level figures from a `gridrun.summary.cells_frame`: accuracy by factor and by size.
+
+    `levels` maps each factor (axis) to the level of every cell, aligned with `cells`.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    # pruned cells' test accuracy is an early epoch's, not a result: left out, as in the summary
+    finished = cells["test_acc"].notna() & (cells["status"] == "FINISHED")
+    if "outcome" in cells:
+        finished &= cells["outcome"] != "pruned"
+    done = cells[finished]
+    files: list[Path] = []
+    if done.empty:
+        return files
+    if levels:
+        fig, axes = plt.subplots(1, len(levels), figsize=(4.5 * len(levels), 4), squeeze=False)
+        for ax, (factor, level) in zip(axes[0], levels.items()):
+            means = done.groupby(level[finished], sort=False)["test_acc"].agg(
+                ["mean", "std", "count"])
+            best = int(means["mean"].to_numpy().argmax())
+            bars = ax.bar(means.index.astype(str), means["mean"] * 100,
+                          yerr=means["std"].fillna(0) * 100, capsize=3,
+                          color=["tab:green" if i == best else "tab:blue"
+                                 for i in range(len(means))])
+            ax.bar_label(bars, labels=[f"{m * 100:.1f}" for m in means["mean"]], fontsize=8,
+                         padding=2)
+            ax.set_ylim(*accuracy_axis(means["mean"], means["std"].fillna(0)))
+            ax.set_title(f"accuracy by {factor} (best level green)")
+            ax.set_ylabel("mean test accuracy (%)")
+            ax.tick_params(axis="x", rotation=45)
+        fig.tight_layout()
+        files.append(out / "accuracy_by_factor.png")
+        fig.savefig(files[-1], dpi=100)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, group in done.groupby("label", sort=False):
+        ax.scatter(group["params_total"], group["test_acc"] * 100, label=str(label))
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("accuracy vs parameter count")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    files.append(out / "accuracy_vs_params.png")
+    fig.savefig(files[-1], dpi=100)
+    plt.close(fig)
+    return files

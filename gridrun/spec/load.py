@@ -1,0 +1,295 @@
+"""Reading a grid: the file, `--set` overrides, `--only` slices and `--schedule`, each checked
+before anything runs. Every problem is one `GridError` naming the file and the key path.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from ..errors import GridError
+from . import config
+from .grid import Axis, Grid, format_value
+from .safe_yaml import quoted, read_grid_file, read_yaml
+from .sections import EXECUTION, MAX_CELLS, TRACK, launch_settings, parse_schedule, parse_search, parse_seeds
+
+TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search", "schedule",
+             "execution", "track")
+
+
+def _flatten(mapping: Any, where: str, prefix: str = "") -> dict[str, Any]:
+    """Nested sections to dotted keys: {"optim": {"lr": 1}} -> {"optim.lr": 1}."""
+    if not isinstance(mapping, dict):
+        raise GridError(f"must be a mapping of settings, got {type(mapping).__name__}", where)
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if not isinstance(key, str):
+            raise GridError(f"keys must be strings, got {key!r}", where)
+        full = f"{prefix}{key}"
+        if isinstance(value, dict) and full in config.SECTIONS:
+            inner = _flatten(value, f"{where}.{key}", prefix=f"{full}.")
+        else:
+            inner = {full: value}
+        for k in inner:
+            if k in flat:
+                raise GridError(f"{quoted(k)} is given twice (nested and dotted); keep one",
+                                where)
+        flat.update(inner)
+    return flat
+
+
+def _settings(mapping: Any, where: str) -> dict[str, Any]:
+    """A mapping of settings, each key known and each value valid."""
+    return {key: config.check_value(key, value, f"{where}.{key}")
+            for key, value in _flatten(mapping, where).items()}
+
+
+def _axis(name: str, raw: Any, where: str) -> Axis:
+    if isinstance(raw, dict):  # a named bundle
+        if not raw:
+            raise GridError("a bundle needs at least one named value", where)
+        values = []
+        for label, settings in raw.items():
+            if not isinstance(label, (str, int, float)) or isinstance(label, bool):
+                raise GridError(f"bundle labels must be names, got {label!r}", where)
+            if str(label) in (v[0] for v in values):  # 1 and "1": one name, two cells
+                raise GridError(f"label {quoted(label)} is given twice", where)
+            values.append((str(label), _settings(settings or {}, f"{where}.{label}")))
+        return Axis(name, values, bundle=True)
+    if name not in config.OPTIONS:
+        raise GridError(config.unknown_key_message(name) + "; an axis is a known key with a list "
+                        "of values, or a bundle name with a mapping of labels to settings", where)
+    if not isinstance(raw, list) or not raw:
+        raise GridError("an axis needs a non-empty list of values (put single values under "
+                        "'fixed:')", where)
+    if config.OPTIONS[name].kind == "int_list" and not all(isinstance(v, list) for v in raw):
+        raise GridError("an axis over a list-valued key needs a list of lists, e.g. "
+                        "[[32, 64], [64, 128]]", where)
+    values = [config.check_value(name, v, f"{where}[{i}]") for i, v in enumerate(raw)]
+    if len(set(map(repr, values))) != len(values):
+        raise GridError(f"repeated value in {raw!r}", where)
+    short = name.rsplit(".", 1)[-1]
+    labels = [format_value(v) if short == "name" else f"{short}{format_value(v)}"
+              for v in values]
+    return Axis(name, [(lab, {name: v}) for lab, v in zip(labels, values)], bundle=False)
+
+
+def _exclusions(raw: Any, axes: list[Axis], where: str) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise GridError("must be a list of partial assignments, e.g. [{optim.lr: 0.1}]", where)
+    by_name = {a.name: a for a in axes}
+    rules = []
+    for i, rule in enumerate(raw):
+        w = f"{where}[{i}]"
+        if not isinstance(rule, dict) or not rule:
+            raise GridError("each exclusion is a non-empty mapping of axis -> value", w)
+        checked = {}
+        for key, value in rule.items():
+            if key in by_name and by_name[key].bundle:
+                if str(value) not in by_name[key].labels():
+                    raise GridError(f"unknown label {value!r}; allowed: "
+                                    f"{', '.join(by_name[key].labels())}", f"{w}.{key}")
+                checked[key] = str(value)
+            elif key in config.OPTIONS:
+                checked[key] = config.check_value(key, value, f"{w}.{key}")
+            else:
+                raise GridError(f"unknown axis or key '{key}'; axes: "
+                                f"{', '.join(by_name) or '(none)'}", f"{w}.{key}")
+        rules.append(checked)
+    return rules
+
+
+def with_schedule(grid: Grid, name: str | None, where: str = "--schedule") -> Grid:
+    """`grid` with its schedule named `name` (its other settings kept): `--schedule`."""
+    if name is None or name == grid.schedule.name:
+        return grid
+    settings = {**grid.schedule.__dict__, "name": name}
+    return replace(grid, schedule=parse_schedule(settings, grid.search is not None, where))
+
+
+def names_level(given: str, label: str, value: Any = None) -> bool:
+    """Whether `given` names an axis level: its label as `--dry-run` prints it (`lr0.005`), or,
+    on an axis over one key, that key's plain value (`0.005`, compared as a number). `--only`
+    and `summary --compare` name levels this way."""
+    if given == label:
+        return True
+    try:
+        return value is not None and not isinstance(value, bool) and float(given) == float(value)
+    except (TypeError, ValueError):
+        return False
+
+
+def with_only(grid: Grid, selections: Sequence[str], where: str = "--only") -> Grid:
+    """`grid` restricted to a slice: each selection is `AXIS=LEVEL[,LEVEL...]`, with the levels as
+    `--dry-run` prints them (`variant=leaky_nodrop`, `optim.lr=lr0.005`; a plain-value axis also
+    takes its value, `optim.lr=0.005`). Selections on different axes must all hold."""
+    if not selections:
+        return grid
+    if grid.search is not None:
+        raise GridError("a search has no axes to select from; allowed: grids with a grid: section",
+                        where)
+    axes = {axis.name: axis for axis in grid.axes}
+    only: dict[str, tuple[str, ...]] = {}
+    for selection in selections:
+        name, sep, levels = selection.partition("=")
+        name = name.strip()
+        if not sep or not name or not levels.strip():
+            raise GridError(f"'{selection}' is not AXIS=LEVEL[,LEVEL]; e.g. "
+                            f"{grid.axes[0].name if grid.axes else 'variant'}="
+                            f"{grid.axes[0].labels()[0] if grid.axes else 'leaky_nodrop'}", where)
+        if name not in axes:
+            raise GridError(f"no axis '{name}' in grid '{grid.name}'; allowed: "
+                            f"{', '.join(axes) or 'none (the grid has no axes)'}", where)
+        axis = axes[name]
+        kept = []
+        for level in (part.strip() for part in levels.split(",")):
+            label = next((label for label, settings in axis.values if names_level(
+                level, label, None if axis.bundle else next(iter(settings.values()), None))),
+                None)
+            if label is None:
+                raise GridError(f"axis '{name}' has no level '{level}'; allowed: "
+                                f"{', '.join(axis.labels())}", where)
+            kept.append(label)
+        only[name] = tuple(dict.fromkeys(only.get(name, ()) + tuple(kept)))
+    narrowed = replace(grid, only=only)
+    if not narrowed.cells():
+        raise GridError(f"no cell of grid '{grid.name}' takes all of "
+                        f"{'; '.join(selections)}", where)
+    return narrowed
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from --set; the value is read as YAML (`0.1`, `true`, `[32, 64]`, `null`)."""
+    where = f"--set {text}"
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise GridError("expected KEY=VALUE, e.g. --set train.max_epochs=1", where)
+    return key, read_yaml(value, where)
+
+
+def _top_level(text: str, where: str) -> dict:
+    """The file's mapping, each top-level key known (a typo gets a "did you mean")."""
+    raw = read_yaml(text, where)
+    if raw is None or raw == {}:
+        raise GridError("the grid file is empty; a grid needs at least 'fixed:', 'grid:' or "
+                        "'search:' (see grids/quickstart.yaml)", where)
+    if not isinstance(raw, dict):
+        raise GridError("a grid file is a mapping with keys " + ", ".join(TOP_LEVEL), where)
+    for key in raw:
+        if key not in TOP_LEVEL:
+            close = difflib.get_close_matches(str(key), TOP_LEVEL, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise GridError(f"unknown top-level key '{key}'{hint}; allowed: {', '.join(TOP_LEVEL)}",
+                            where)
+    return raw
+
+
+def _axes(raw: dict, fixed: dict[str, Any], where: str) -> list[Axis]:
+    """The `grid:` section's axes; a scalar under `grid:` is a fixed setting (put in `fixed`)."""
+    grid_raw = raw.get("grid") or {}
+    if not isinstance(grid_raw, dict):
+        raise GridError("must be a mapping of axes", f"{where}: grid")
+    axes = []
+    for axis_name, axis_raw in grid_raw.items():
+        w = f"{where}: grid.{axis_name}"
+        if not isinstance(axis_raw, (list, dict)):
+            fixed[axis_name] = config.check_value(str(axis_name), axis_raw, w)
+            continue
+        axes.append(_axis(str(axis_name), axis_raw, w))
+    return axes
+
+
+def _overridden(raw: dict, axes: list[Axis], seeds: list[int], overrides: Sequence[str]
+                ) -> tuple[dict[str, Any], list[Axis], list[int]]:
+    """`--set` applied: (the settings it fixes, the axes left, the seeds). A fixed value
+    replaces the axis over its key; `seeds` and `search.n_trials`/`search.seed` are the file's
+    sections, changed in `raw`."""
+    applied: dict[str, Any] = {}
+    for text_override in overrides:
+        key, value = parse_override(text_override)
+        w = f"--set {key}"
+        if key == "seeds":
+            seeds = parse_seeds(value if isinstance(value, list) else [value], w)
+            continue
+        if key in ("search.n_trials", "search.seed"):
+            if not isinstance(raw.get("search"), dict):
+                raise GridError("the grid has no 'search:' section", w)
+            raw["search"][key.split(".", 1)[1]] = value
+            continue
+        applied[key] = config.check_value(key, value, w)
+        axes = [a for a in axes if a.name != key]
+        if key == "seed":
+            seeds = []
+    return applied, axes, seeds
+
+
+def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Grid:
+    """Read, validate and return a grid; `overrides` are `key=value` strings from --set.
+    Every cell is resolved and checked here, before anything runs."""
+    path = Path(path)
+    where = str(path)
+    text = read_grid_file(path, where)
+    raw = _top_level(text, where)
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise GridError("must be a non-empty string", f"{where}: name")
+    fixed = _settings(raw.get("fixed") or {}, f"{where}: fixed")
+    axes = _axes(raw, fixed, where)
+    seeds = parse_seeds(raw.get("seeds"), f"{where}: seeds")
+    if seeds and "seed" in fixed:
+        raise GridError("set either 'seeds' (a list) or 'seed' (in fixed), not both", where)
+    if seeds and any("seed" in settings for a in axes for _, settings in a.values):
+        raise GridError("set either 'seeds' (a list) or a 'seed' axis, not both", where)
+    applied, axes, seeds = _overridden(raw, axes, seeds, overrides)
+    exclude = _exclusions(raw.get("exclude"), axes, f"{where}: exclude")
+    search = None
+    if raw.get("search") is not None:
+        if axes or seeds:
+            raise GridError("a grid with 'search:' takes no 'grid:' axes or 'seeds:'; put fixed "
+                            "settings under 'fixed:'", where)
+        search = parse_search(raw["search"], {**fixed, **applied}, f"{where}: search")
+    if not {"fixed", "grid", "search"} & set(raw):  # every default: 20 epochs of CIFAR-10
+        raise GridError("the grid sets nothing to train; a grid needs at least 'fixed:', "
+                        "'grid:' or 'search:'", where)
+    grid = Grid(str(path), name.strip(), str(raw.get("description") or ""), fixed, axes,
+                exclude, seeds, overrides=applied, override_args=list(overrides), text=text,
+                search=search,
+                schedule=parse_schedule(raw.get("schedule"), search is not None,
+                                        f"{where}: schedule"),
+                execution=launch_settings(raw.get("execution"), EXECUTION,
+                                          f"{where}: execution"),
+                track=launch_settings(raw.get("track"), TRACK, f"{where}: track"))
+    if search is not None:
+        return grid
+    if grid.size() > MAX_CELLS:
+        raise GridError(f"the grid has {grid.size():,} combinations; the limit is {MAX_CELLS:,} "
+                        "(split it into several grids)", where)
+    if not grid.cells():
+        raise GridError("every cell is excluded; nothing to run", where)
+    return grid
+
+
+def grid_from_settings(overrides: list[str] | tuple[str, ...], name: str) -> Grid:
+    """A one-cell grid from `key=value` settings alone: `gridrun cell` and MLproject's `cell`.
+
+    Each setting is a one-value axis, so the run is named after the settings given
+    (`lenet-adam-lr0.001-max_epochs5`) the way a grid's cells are.
+    """
+    settings = {}
+    for text_override in overrides:
+        key, value = parse_override(text_override)
+        settings[key] = config.check_value(key, value, f"--set {key}")
+    axes = [_axis(key, [list(v) if isinstance(v, tuple) else v], f"--set {key}")
+            for key, v in settings.items()]
+    text = yaml.safe_dump({"name": name, "fixed": config.nest(settings)}, sort_keys=False)
+    grid = Grid("<command line>", name, "", {}, axes, [], [], text=text,
+                execution=launch_settings(None, EXECUTION, "execution"),
+                track=launch_settings(None, TRACK, "track"))
+    grid.cells()  # validates the resolved cell
+    return grid

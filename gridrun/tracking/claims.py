@@ -1,0 +1,305 @@
+"""Who trains which cell: claims, heartbeats, stale runs, and where checkpoints live.
+
+Several launches may run one grid at once (two terminals, two machines on one tracking server)
+and a launch may die at any moment (kill -9, a closed laptop). The tracking store is the one
+place they all see, so it holds the claims (Optuna's trial claims and heartbeats, on MLflow):
+
+- A cell's RUNNING run *is* its claim. Its owner is the launch named by the run's latest param
+  `gridrun.claim.<n>` (value: "token host pid since"). The owner beats the run's tag
+  `gridrun.heartbeat` every `HEARTBEAT_SECONDS` (10 s) from a thread of the launching process.
+- A RUNNING run is **stale** when its owner is surely gone: its last sign of life (heartbeat,
+  claim, start) is older than `STALE_SECONDS` (60 s), or its owner ran on this host and that
+  process no longer exists (so a relaunch after kill -9 on the same machine need not wait).
+- **Taking over** a stale or KILLED run is a compare-and-set: write `gridrun.claim.<n>` for the
+  n claims seen. MLflow never changes a logged param (the params table's primary key, on SQLite
+  and on the PostgreSQL behind an `mlflow server` alike), so of two launches racing for the same
+  run exactly one write lands, and the other launch moves on.
+- **Creating** a run for a cell nobody holds: create it, then look again; a launch that sees a
+  rival (a FINISHED run, or another live RUNNING one) withdraws its own run (ended and moved to
+  MLflow's trash) and, if the rival also withdrew, tries again after a random pause. Two
+  launches can both withdraw; they cannot both keep a run.
+
+We chose runs, params and tags over a lock file because they work unchanged on a SQLite file
+and on an `mlflow server` shared by several machines, and a claim then dies with its heartbeat.
+
+A resumed cell continues into the same run from its checkpoint, a file per cell under the
+state directory (`state_folder`), which holds the run id it belongs to: a checkpoint is only
+ever resumed into its own run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from mlflow.exceptions import MlflowException
+
+from ..errors import GridError
+from . import tags as T
+from .ledger import Ledger
+from .liveness import HOST, Owner, claims_of, is_stale, last_sign_of_life
+
+if TYPE_CHECKING:
+    from ..spec.grid import Cell, Grid
+
+HEARTBEAT_SECONDS = float(os.environ.get("GRIDRUN_HEARTBEAT_SECONDS", "10"))
+CREATE_ATTEMPTS = 5
+
+
+# --- where a launch keeps its checkpoints -------------------------------------------------------
+
+def state_root(tracking_uri: str, given: str | None = None) -> Path:
+    """The state directory: `given` (--state-dir), else $GRIDRUN_STATE_DIR, else `.gridrun/`
+    beside a SQLite tracking store's file, else `.gridrun/` in the working directory."""
+    if given or os.environ.get("GRIDRUN_STATE_DIR"):
+        return Path(given or os.environ["GRIDRUN_STATE_DIR"]).expanduser().resolve()
+    if tracking_uri.startswith("sqlite:///"):
+        db = tracking_uri[len("sqlite:///"):].split("?")[0]
+        if db and db != ":memory:":
+            return Path(db).expanduser().resolve().parent / ".gridrun"
+    return Path.cwd().resolve() / ".gridrun"
+
+
+def check_state_root(root: Path) -> None:
+    """The state directory exists (or can be made) and takes files: checked before a launch
+    creates anything in the tracking store."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise GridError(f"cannot write checkpoints to {root}: {e.strerror or e}; give a "
+                        "writable folder", "--state-dir") from None
+
+
+def state_folder(root: Path, tracking_uri: str, experiment_id: str, name: str) -> Path:
+    """One folder per experiment of one tracking store (two stores beside each other may both
+    have an experiment 1), with a note of which it is."""
+    digest = hashlib.sha1(tracking_uri.encode()).hexdigest()[:8]
+    folder = root / f"experiment-{experiment_id}-{digest}"
+    folder.mkdir(parents=True, exist_ok=True)  # `root` was checked by check_state_root
+    note = folder / "experiment.json"
+    if not note.exists():
+        note.write_text(json.dumps({"tracking_uri": tracking_uri, "experiment_id": experiment_id,
+                                    "experiment": name}, indent=1) + "\n")
+    return folder
+
+
+# --- liveness -------------------------------------------------------------------------------------
+
+
+# --- this launch's claims -------------------------------------------------------------------------
+
+@dataclass
+class Claim:
+    """A cell this launch owns: its run, and whether it continues an earlier one."""
+    cell: Cell
+    run_id: str
+    resumed: bool = False  # continues a run a dead or interrupted launch left
+    logged: set[int] = field(default_factory=set)  # epochs whose metrics the run has
+    tries: int = 0  # tries that failed so far (--retries)
+    from_epoch: int = 0  # the epoch of the checkpoint it resumes from
+
+
+class Claims:
+    """The claims of one launch: taken as cells are pulled, beaten while held, released when
+    each cell's run ends. `checkpoint_for` tells the executor where each cell resumes from."""
+
+    def __init__(self, ledger: Ledger, grid: Grid, folder: Path, rerun: bool = False):
+        self.ledger, self.grid, self.folder, self.rerun = ledger, grid, folder, rerun
+        self.owner = Owner(uuid.uuid4().hex[:12], HOST, os.getpid(), time.time())
+        self.parent_run_id: str | None = None
+        self.held: dict[int, Claim] = {}  # cell index -> claim
+        self._lock = threading.Lock()  # no beat on a run after it is released
+        self._stop = threading.Event()
+        self._beater: threading.Thread | None = None
+
+    def launch_tags(self) -> dict[str, str]:
+        """Tags of this launch's parent run: whose it is, so a later launch can tell it died."""
+        return {T.HOST: HOST, T.PID: str(self.owner.pid), T.OWNER: self.owner.token,
+                T.HEARTBEAT: f"{time.time():.1f}"}
+
+    def _owner_tags(self) -> dict[str, str]:
+        return {T.HOST: HOST, T.PID: str(self.owner.pid), T.HEARTBEAT: f"{time.time():.1f}",
+                T.OUTCOME: "running", T.LAUNCH: self.parent_run_id or ""}
+
+    def checkpoint_path(self, cell: Cell) -> Path:
+        return self.folder / f"{cell.id}.pt"
+
+    def checkpoint_for(self, cell: Cell) -> tuple[str, dict]:
+        claim = self.held[cell.index]
+        return str(self.checkpoint_path(cell)), {"cell": cell.id, "run": claim.run_id}
+
+    # --- reading what others do
+
+    def busy_elsewhere(self) -> set[str]:
+        """Cell ids another live launch is training now."""
+        return {r.data.tags.get(T.CELL) for r in self.ledger.running_cells() if not is_stale(r)}
+
+    def others_running(self) -> bool:
+        """Whether another launch of this grid is alive now."""
+        return any(r.info.run_id != self.parent_run_id and not is_stale(r)
+                   for r in self.ledger.running_launches())
+
+    def close_stale_launches(self) -> list[str]:
+        """End as KILLED the parent runs of launches that died (kill -9): their cells are
+        resumed by this launch or a later one."""
+        closed = []
+        for run in self.ledger.running_launches():
+            if run.info.run_id != self.parent_run_id and is_stale(run):
+                seen = time.strftime("%Y-%m-%d %H:%M:%S",
+                                     time.localtime(last_sign_of_life(run)))
+                self.ledger.close_launch(run.info.run_id, f"the launch died (last heartbeat "
+                                           f"{seen}); closed by a later launch", "KILLED")
+                closed.append(run.info.run_id)
+        return closed
+
+    # --- claiming
+
+    def claim(self, cell: Cell) -> Claim | None:
+        """Own `cell` for this launch, or None when it is finished or someone else has it."""
+        for _ in range(CREATE_ATTEMPTS):
+            runs = self.ledger.cell_runs(cell.id)
+            if not self.rerun and any(r.info.status == "FINISHED" for r in runs):
+                return None
+            if any(r.info.status == "RUNNING" and not is_stale(r) for r in runs):
+                return None
+            if not self.rerun:
+                left = next((r for r in runs if r.info.status in ("RUNNING", "KILLED")), None)
+                saved = self._own_checkpoint(left, cell) if left is not None else None
+                if left is not None and (saved is not None or
+                                         max(self.ledger.logged_steps(left.info.run_id), default=0) <= 1):
+                    return self._take_over(left, cell, saved)
+            for run in runs:  # stale runs nobody can resume: closed, then a new run
+                if run.info.status == "RUNNING" and not self._close(run):
+                    return None
+            claim = self._create(cell)
+            if claim is not None:
+                return claim
+            time.sleep(random.uniform(0.05, 0.5))  # both of a racing pair withdrew: try again
+        return None
+
+    def _own_checkpoint(self, run, cell: Cell) -> dict | None:
+        """The metadata of the cell's checkpoint here when it belongs to `run`, else None.
+        A run is continued when its checkpoint is here, or when it has at most one epoch
+        logged: a launch killed between recording a cell's first epoch and the worker writing
+        that epoch's checkpoint leaves exactly that, and training the epoch again gives the
+        same numbers (the run keeps the ones it has)."""
+        from ..train import checkpoint
+        saved = checkpoint.meta(self.checkpoint_path(cell))
+        return saved if saved is not None and saved.get("run") == run.info.run_id else None
+
+    def _take_over(self, run, cell: Cell, saved: dict | None) -> Claim | None:
+        """Own `run` (compare-and-set on its next claim param) and continue it from `saved`,
+        its checkpoint's metadata (None: from the start; any other checkpoint is removed)."""
+        run_id = run.info.run_id
+        if not self.ledger.claim(run_id, len(claims_of(run)), self.owner.param()):
+            return None
+        if saved is None:
+            self.checkpoint_path(cell).unlink(missing_ok=True)
+        tags = {**self._owner_tags(), T.RESUMED: str(len(claims_of(run))), T.REASON: ""}
+        try:
+            self.ledger.reopen(run_id, tags)
+        except MlflowException:  # the run went to the trash under us: not ours after all
+            return None
+        return self._hold(Claim(cell, run_id, resumed=True,
+                                logged=self.ledger.logged_steps(run_id),
+                                from_epoch=saved["epoch"] if saved else 0))
+
+    def _close(self, run) -> bool:
+        """End a stale run that cannot be resumed here (no checkpoint on this machine)."""
+        if not self.ledger.claim(run.info.run_id, len(claims_of(run)), self.owner.param()):
+            return False
+        self.ledger.end_cell(run.info.run_id, "Stale: its launch died and its checkpoint is "
+                             "not on this machine; a new run trains the cell", status="KILLED")
+        return True
+
+    def _create(self, cell: Cell) -> Claim | None:
+        run_id = self.ledger.create_cell_run(self.parent_run_id, cell, self.grid,
+                                             self.owner.param(), self._owner_tags())
+        rivals = [r for r in self.ledger.cell_runs(cell.id)
+                  if r.info.run_id != run_id and (
+                      (r.info.status == "FINISHED" and not self.rerun)
+                      or (r.info.status == "RUNNING" and not is_stale(r)))]
+        if rivals:
+            self.ledger.withdraw(run_id)
+            return None
+        self.checkpoint_path(cell).unlink(missing_ok=True)  # another run's: never resumed here
+        return self._hold(Claim(cell, run_id))
+
+    def _hold(self, claim: Claim) -> Claim:
+        with self._lock:
+            self.held[claim.cell.index] = claim
+        return claim
+
+    def owns(self, run_id: str) -> bool:
+        """Whether this launch is still the run's latest owner (a launch stalled for longer
+        than STALE_SECONDS may have been taken over)."""
+        owners = claims_of(self.ledger.get_run(run_id))
+        return bool(owners) and owners[-1] is not None and owners[-1].token == self.owner.token
+
+    def release(self, cell: Cell, keep_checkpoint: bool = True) -> None:
+        """Stop beating the cell's run (it is about to end) and drop its checkpoint unless kept."""
+        with self._lock:
+            self.held.pop(cell.index, None)
+        if not keep_checkpoint:
+            self.checkpoint_path(cell).unlink(missing_ok=True)
+
+    # --- heartbeats
+
+    def start_beating(self) -> None:
+        self._beater = threading.Thread(target=self._beat_forever, daemon=True,
+                                        name="gridrun-heartbeat")
+        self._beater.start()
+
+    def stop_beating(self) -> None:
+        self._stop.set()
+        if self._beater is not None:
+            self._beater.join(timeout=30)
+
+    def _beat_forever(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            with self._lock:
+                runs = [c.run_id for c in self.held.values()]
+                if self.parent_run_id:
+                    runs.append(self.parent_run_id)
+                for run_id in runs:
+                    try:
+                        self.ledger.beat(run_id, time.time())
+                    except Exception:  # noqa: BLE001 - a busy store: the next beat comes soon
+                        pass
+
+
+class ClaimedCells:
+    """The cells this launch trains, in its plan's order, each claimed when an executor pulls
+    it (when a worker is free). Cells someone else holds or finished are passed over. A failed
+    cell queued with `retry` comes out again before the next new one."""
+
+    def __init__(self, cells: Iterator[Cell], claims: Claims, passed_over=None):
+        self.source, self.claims, self.passed_over = cells, claims, passed_over
+        self.retries: deque[Cell] = deque()
+
+    def __iter__(self) -> ClaimedCells:
+        return self
+
+    def __next__(self) -> Cell:
+        if self.retries:
+            return self.retries.popleft()
+        for cell in self.source:
+            if self.claims.claim(cell) is not None:
+                return cell
+            if self.passed_over is not None:
+                self.passed_over(cell)
+        raise StopIteration
+
+    def retry(self, cell: Cell) -> None:
+        self.retries.append(cell)

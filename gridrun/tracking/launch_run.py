@@ -1,0 +1,137 @@
+"""The launch's parent run: what a launch set out to do, its grid as params, its counts at the end.
+
+Under `mlflow run`, the project's own run is adopted when it is in the grid's experiment, and
+otherwise linked to the new parent by tags both ways.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_RUN_NOTE,
+    MLFLOW_SOURCE_NAME,
+    MLFLOW_SOURCE_TYPE,
+)
+
+from ..spec.grid import Grid
+from . import tags as T
+from .writes import RunWrites, format_param, now_ms
+
+
+def source_tags(grid: Grid, project_run=None) -> dict[str, str]:
+    """MLflow's "Source" of a launch and its cells: under `mlflow run`, the project run's own
+    source tags; otherwise the command and, when the grid file lies in a git checkout, its
+    commit, so a run says which code and which grid file produced it."""
+    if project_run is not None:
+        return {k: v for k, v in project_run.data.tags.items()
+                if k.startswith(("mlflow.source.", "mlflow.project."))}
+    tags = {MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_SOURCE_NAME: f"gridrun launch {grid.path}"}
+    folder = os.path.dirname(os.path.abspath(grid.path)) if os.path.exists(grid.path) \
+        else os.getcwd()
+    try:
+        found = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True,
+                               text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return tags
+    if found.returncode == 0 and found.stdout.strip():
+        tags[MLFLOW_GIT_COMMIT] = found.stdout.strip()
+    return tags
+
+
+class LaunchRun(RunWrites):
+    """Writes on a launch's parent run. `source_tags` (set by `start`) are the launch's
+    MLflow Source, which its cells carry too."""
+
+    def __init__(self, client):
+        super().__init__(client)
+        self.source_tags: dict[str, str] = {}
+
+    def start(self, experiment_id: str, grid: Grid, cells_planned: int,
+                     extra_tags: dict[str, str] | None = None) -> str:
+        """The launch's parent run. Under `mlflow run`, the project's own run is adopted when it
+        is in the grid's experiment, and otherwise linked to the new parent by tags."""
+        tags = {T.KIND: "launch", T.GRID: grid.name, T.GRID_FILE: grid.path,
+                T.CELLS: str(cells_planned), **(extra_tags or {})}
+        described = f"{grid.description.strip()}\n\n" if grid.description else ""
+        tags[MLFLOW_RUN_NOTE] = (f"{described}{cells_planned} cells of grid '{grid.name}' "
+                                 f"({grid.path}) to train in this launch.")
+        project_run = self._project_run()
+        self.source_tags = source_tags(grid, project_run)
+        tags.update(self.source_tags)
+        logged_params: dict[str, str] = {}  # a new run has none
+        if project_run is not None and project_run.info.experiment_id == experiment_id:
+            run_id = project_run.info.run_id
+            logged_params = project_run.data.params  # `mlflow run`'s own, which cannot change
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        else:
+            run = self.client.create_run(experiment_id, start_time=now_ms(), tags=tags,
+                                         run_name=f"launch-{time.strftime('%Y%m%d-%H%M%S')}")
+            run_id = run.info.run_id
+            if project_run is not None:
+                self.client.set_tag(run_id, T.PROJECT_RUN, project_run.info.run_id)
+                self.client.set_tag(project_run.info.run_id, T.LAUNCH_RUN, run_id)
+                self.client.set_tag(project_run.info.run_id, T.EXPERIMENT, grid.name)
+        self._log_grid(experiment_id, run_id, grid, logged_params)
+        file_name = os.path.basename(grid.path)
+        self.client.log_text(run_id, grid.text,
+                             file_name if file_name.endswith((".yaml", ".yml")) else "grid.yaml")
+        if grid.overrides:
+            self.client.log_dict(run_id, {k: format_param(v) for k, v in grid.overrides.items()},
+                                 "overrides.json")
+            self.client.set_tag(run_id, T.OVERRIDES, json.dumps(grid.override_args))
+        if grid.only:  # a slice of the grid: say which, so the launch is not read as all of it
+            self.client.set_tag(run_id, T.ONLY, "; ".join(
+                f"{axis}={','.join(levels)}" for axis, levels in grid.only.items()))
+        return run_id
+
+    def _log_grid(self, experiment_id: str, run_id: str, grid: Grid,
+                  logged_params: dict[str, str]) -> None:
+        """The grid on its launch's run, as params a user can filter and compare launches by:
+        every fixed setting (`fixed.<key>`, --set overrides included), every axis with its
+        levels (`axis.<name>`), the seeds and the schedule. The experiment says what the grid
+        file says: its description as the experiment's note, the file as a tag."""
+        params = {f"fixed.{k}": format_param(v) for k, v in {**grid.fixed,
+                                                                **grid.overrides}.items()}
+        params.update({f"axis.{a.name}": ", ".join(a.labels()) for a in grid.axes})
+        if grid.seeds:
+            params["seeds"] = ", ".join(map(str, grid.seeds))
+        params["schedule"] = grid.schedule.name
+        self.log_params(run_id, params, skip=logged_params)
+        if grid.description:
+            self.client.set_experiment_tag(experiment_id, MLFLOW_RUN_NOTE, grid.description)
+        self.client.set_experiment_tag(experiment_id, T.GRID_FILE, grid.path)
+
+    def _project_run(self):
+        """The run `mlflow run` started for this process (MLFLOW_RUN_ID), if any in this store."""
+        run_id = os.environ.get("MLFLOW_RUN_ID")
+        if not run_id:
+            return None
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException:  # a stale id from another store: not ours to adopt
+            return None
+
+    def end(self, run_id: str, status: str, counts: dict[str, int],
+                   figures: dict[str, float] | None = None) -> None:
+        """Close the parent run with the launch's cell counts as tags (`gridrun.cells_ran`, ...)
+        and `figures` (what recording a cell cost) as metrics.
+
+        The counts are bookkeeping, not measurements: as metrics MLflow's chart view drew a
+        `cells_planned` chart beside every `val_acc` chart of the experiment. As tags they sit
+        on the launch's overview and still filter (`tags.gridrun.cells_failed = '0'`)."""
+        ts = now_ms()
+        metrics = [Metric(k, float(v), ts, 0) for k, v in (figures or {}).items()]
+        tags = [RunTag(T.cells_count(k), str(v)) for k, v in counts.items()]
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        self.client.set_terminated(run_id, status)
+
+    def close(self, run_id: str, reason: str, status: str) -> None:
+        """End another launch's parent run (one that died), saying why."""
+        self.set_tags(run_id, {T.REASON: reason})
+        self.client.set_terminated(run_id, status)

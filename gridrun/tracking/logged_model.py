@@ -1,0 +1,58 @@
+"""A trained cell's model in MLflow: MLflow's pytorch flavor, as a logged model named after its
+cell and carrying the cell's config. The only tracking module that imports torch (and only
+when a model is logged)."""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from mlflow.entities import Metric
+
+from .store import global_tracking_uri
+from .writes import MAX_PARAM_LENGTH, format_param
+
+if TYPE_CHECKING:
+    import torch
+
+    from .recorder import Recorder
+
+def model_name(run_name: str) -> str:
+    """A logged model's name from its cell's run name: MLflow refuses / : . % " ' in model
+    names, so `lr0.01-adam` becomes `lr0_01-adam`."""
+    return re.sub(r"[/:.%\"']", "_", run_name) or "model"
+
+
+def log_model(recorder: Recorder, experiment_id: str, run_id: str, model: torch.nn.Module,
+              example_input: torch.Tensor, name: str = "model",
+              params: dict[str, Any] | None = None) -> str:
+    """The trained model in MLflow's pytorch flavor (pt2), with input example and signature,
+    as a logged model named `name` (the cell's run name, so the Models tab says which cell
+    each is) carrying `params` (the cell's config); returns its model id.
+
+    A model logged after its cell finished (the launch's best) gets the cell's final metrics
+    too: the same values at the same time and step, now with the model's id, which MLflow
+    links to the model and does not add to the run's history a second time.
+
+    It takes float images in [0, 1], shape [N, C, H, W], and returns class logits.
+    Requirements are given, not inferred: inference imports half the environment and takes
+    seconds per model.
+    """
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+
+    # created here so the model belongs to the run's experiment, not the "active" one
+    logged = recorder.client.create_logged_model(
+        experiment_id, name=model_name(name), source_run_id=run_id,
+        params={k: format_param(v)[:MAX_PARAM_LENGTH] for k, v in (params or {}).items()})
+    with global_tracking_uri(recorder.tracking_uri):  # log_model resolves the store globally
+        info = mlflow.pytorch.log_model(
+            model, name="model", run_id=run_id, model_id=logged.model_id,
+            input_example=example_input.numpy().astype(np.float32),
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    if run_id in recorder.cells.final_metrics:
+        recorder.client.log_batch(run_id, metrics=[
+            Metric(m.key, m.value, m.timestamp, m.step, model_id=info.model_id)
+            for m in recorder.cells.final_metrics[run_id]])
+    return info.model_id

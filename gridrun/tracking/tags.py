@@ -1,0 +1,78 @@
+"""Every `gridrun.*` name gridrun writes to MLflow, once. Nothing else types them out.
+
+Runs of an experiment (one experiment per grid):
+  launch run   one per `gridrun launch` (the parent): KIND=launch, GRID, GRID_FILE, CELLS,
+               OVERRIDES, ONLY, the owner's HOST/PID/OWNER/HEARTBEAT, CELLS_PREFIX+count
+  cell run     one per cell (a child): KIND=cell, CELL, CONFIG, INDEX, LABEL, GRID,
+               AXIS_PREFIX+axis, OUTCOME, REASON, and while trained the claim's tags
+
+Params and tags are strings; `gridrun status`, `summary` and the claims filter on them
+(`tags.\\`gridrun.kind\\` = 'cell'`), so a renamed constant here renames it everywhere.
+"""
+from __future__ import annotations
+
+PREFIX = "gridrun."
+
+# what a run is
+KIND = "gridrun.kind"  # "launch" | "cell"
+CELL = "gridrun.cell"  # the cell id (a content hash of its resolved config)
+CONFIG = "gridrun.config"  # the cell id without the seed: groups repeats
+INDEX = "gridrun.index"  # the cell's place in grid order, from 0
+LABEL = "gridrun.label"  # the first bundle axis's level: a table's "Model" column
+GRID = "gridrun.grid"  # the grid's name
+GRID_FILE = "gridrun.grid_file"  # the grid file's path (also an experiment tag)
+AXIS_PREFIX = "gridrun.axis."  # + axis name: the cell's level on that axis
+TRIAL = "gridrun.trial"  # an Optuna trial's number (search grids)
+SCHEDULE = "gridrun.schedule"  # "asha" on cells an ASHA schedule decides
+
+# how a cell ended
+OUTCOME = "gridrun.outcome"  # running | early_stopped | max_epochs | not_converging | pruned
+#                               | failed | killed
+REASON = "gridrun.reason"
+ERROR = "gridrun.error"  # the last error; ERROR + "." + n: the error of try n (--retries)
+DEVICE = "gridrun.device"
+DATA_SOURCE = "gridrun.data_source"
+BEST_OF_LAUNCH = "gridrun.best_of_launch"  # on the launch's best cell: the launch run's id
+
+# the launch run
+CELLS = "gridrun.cells"  # cells this launch set out to train
+CELLS_PREFIX = "gridrun.cells_"  # + planned | skipped | ran | failed | resumed | elsewhere
+OVERRIDES = "gridrun.overrides"  # the launch's --set arguments, so `summary` finds its cells
+ONLY = "gridrun.only"  # --only: the slice of the grid a launch ran
+PROJECT_RUN = "gridrun.project_run"  # under `mlflow run`: the project's run, linked both ways
+LAUNCH_RUN = "gridrun.launch_run"
+EXPERIMENT = "gridrun.experiment"
+
+# claims and liveness (`gridrun.tracking.claims`)
+CLAIM_PREFIX = "gridrun.claim."  # + n, a param: the n-th owner of a run (0: its creator)
+HEARTBEAT = "gridrun.heartbeat"  # unix seconds of the owner's last beat
+HOST = "gridrun.host"
+PID = "gridrun.pid"
+OWNER = "gridrun.owner"  # the launch's token
+LAUNCH = "gridrun.launch"  # on a cell run: the launch run that trains it now
+RESUMED = "gridrun.resumed"  # how many times a run was taken over and continued
+WITHDRAWN = "gridrun.withdrawn"  # a run that lost a claim race, on its way to the trash
+
+# registered models (`summary --register`)
+CELL_NAME = "gridrun.cell_name"
+
+
+def axis(name: str) -> str:
+    return AXIS_PREFIX + name
+
+
+def error_of_try(n: int) -> str:
+    return f"{ERROR}.{n}"
+
+
+def cells_count(what: str) -> str:
+    return CELLS_PREFIX + what
+
+
+def claim(n: int) -> str:
+    return f"{CLAIM_PREFIX}{n}"
+
+
+def of_kind(kind: str) -> str:
+    """The search filter for runs of one kind: `tags.`gridrun.kind` = 'cell'`."""
+    return f"tags.`{KIND}` = '{kind}'"

@@ -1,0 +1,63 @@
+"""What training hands to the rest of gridrun: each epoch's statistics, a cell's result, and a
+planner's answer to an epoch. Plain dataclasses that import no torch at run time, so tracking,
+planning and results code name them without loading a training library.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+OUTCOMES = ("early_stopped", "max_epochs", "not_converging", "pruned")  # how a trained cell ends
+
+
+@dataclass
+class EpochStats:
+    epoch: int  # 1-based
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    epoch_seconds: float
+
+    def metrics(self) -> dict[str, float]:
+        return {k: v for k, v in self.__dict__.items() if k != "epoch"}
+
+
+@dataclass
+class CellResult:
+    outcome: str  # early_stopped | max_epochs | not_converging | pruned
+    reason: str
+    epochs_run: int
+    epochs_needed: int  # epoch of the best monitored value (0: never improved on the start)
+    best_val_acc: float
+    test_acc: float
+    test_loss: float
+    duration_s: float
+    params_total: int
+    params_trainable: int
+    history: list[EpochStats] = field(default_factory=list)
+    test_predictions: torch.Tensor | None = None  # predicted class per test image
+    test_targets: torch.Tensor | None = None
+    classes: list[str] = field(default_factory=list)
+    model: nn.Module | None = None  # best weights, on the CPU; takes float images in [0, 1]
+    example_input: torch.Tensor | None = None  # two test images, as the model takes them
+    device: str = ""  # where it trained, e.g. "cpu" or "cuda:0"
+
+    def final_metrics(self) -> dict[str, float]:
+        return {"test_acc": self.test_acc, "test_loss": self.test_loss,
+                "best_val_acc": self.best_val_acc, "epochs_needed": self.epochs_needed,
+                "epochs_run": self.epochs_run, "duration_s": self.duration_s,
+                "params_total": self.params_total, "params_trainable": self.params_trainable}
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A planner's answer to an epoch: end the cell now with this outcome (Ray Tune's STOP).
+    `None` means go on (CONTINUE)."""
+    outcome: str
+    reason: str

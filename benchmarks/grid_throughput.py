@@ -40,8 +40,8 @@ SETTINGS = ["data.train_size=2000", "data.test_size=500", "train.max_epochs=2",
 
 def cells_and_splits(data_dir: str):
     from gridrun.data import load_dataset
-    from gridrun.spec.load import load_grid
     from gridrun.data.splits import split_for
+    from gridrun.spec.load import load_grid
 
     grid = load_grid(GRID, SETTINGS)
     cells = grid.cells()

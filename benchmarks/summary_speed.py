@@ -22,9 +22,9 @@ import torch
 import yaml
 
 from gridrun import results as summary
-from gridrun.train.records import CellResult, EpochStats
 from gridrun.spec.load import load_grid
 from gridrun.tracking.recorder import Recorder
+from gridrun.train.records import CellResult, EpochStats
 
 
 def populate(grid, tracking_uri: str) -> None:

@@ -9,6 +9,8 @@ from gridrun.spec import config
 from gridrun.train import checkpoint as saved
 from gridrun.train.loop import epochs
 
+pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
+
 # everything that carries state between epochs: momentum buffers, a step schedule, dropout's
 # global RNG, the loop's shuffling and augmentation generator, early stopping's counters
 RECIPE = {"data.dataset": "digits", "model.name": "simple_cnn", "model.dropout": 0.3,

@@ -102,6 +102,7 @@ def test_racing_launches_take_over_a_dead_launchs_run_once(tracking_uri, grid_pa
     assert "gridrun.claim.1" in params and "gridrun.claim.2" not in params
 
 
+@pytest.mark.server
 def test_racing_launches_create_one_run_behind_an_mlflow_server(
         mlflow_server, grid_path, tmp_path):
     _check_one_winner(mlflow_server, grid_path, tmp_path)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,7 +131,7 @@ def test_data_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("GRIDRUN_DATA_DIR", str(tmp_path))
     assert data.resolve_data_dir(None) == tmp_path
     monkeypatch.delenv("GRIDRUN_DATA_DIR")
-    assert data.resolve_data_dir(None) == data.Path("data")
+    assert data.resolve_data_dir(None) == Path("data")
     assert data.resolve_data_dir(tmp_path / "x") == tmp_path / "x"
 
 

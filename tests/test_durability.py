@@ -21,6 +21,8 @@ from mlflow import MlflowClient
 from gridrun.results.status import grid_status, render
 from gridrun.spec.load import load_grid
 
+pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
+
 GRID = """
 name: durable
 fixed: {data.dataset: digits, model.name: lenet, optim.name: adam, train.patience: 100,

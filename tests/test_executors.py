@@ -12,6 +12,8 @@ from gridrun.executors import default_split
 from gridrun.launch import SilentProgress, launch
 from gridrun.spec.load import load_grid
 
+pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
+
 GRID = """
     name: {name}
     fixed: {{data.dataset: digits, train.max_epochs: 2, optim.name: adam, optim.lr: 0.002}}

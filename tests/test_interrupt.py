@@ -9,7 +9,10 @@ import subprocess
 import sys
 import time
 
+import pytest
 from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
 
 
 def test_interrupted_launch_keeps_finished_cells_and_resumes(write_grid, tmp_path):

@@ -17,6 +17,8 @@ from gridrun.spec.load import load_grid
 
 from .conftest import REPO
 
+pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
+
 EPOCH_METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds"}
 FINAL_METRICS = {"test_acc", "best_val_acc", "epochs_needed", "duration_s", "params_total",
                  "params_trainable"}

@@ -5,9 +5,12 @@ import os
 import shutil
 import subprocess
 
+import pytest
 from mlflow import MlflowClient
 
 from .conftest import REPO
+
+pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
 
 
 def _project_copy(tmp_path):

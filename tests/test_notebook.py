@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import nbclient
 import nbformat
+import pytest
 
 from gridrun.launch import launch
 from gridrun.spec.load import load_grid
 
 from .conftest import REPO
+
+pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
 
 
 def test_analysis_notebook_executes(tmp_path, monkeypatch):

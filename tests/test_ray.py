@@ -19,6 +19,8 @@ from gridrun.launch import SilentProgress, launch
 from gridrun.results.status import grid_status
 from gridrun.spec.load import load_grid
 
+pytestmark = pytest.mark.cluster  # starts a real Ray cluster
+
 GRID = """
     name: {name}
     fixed: {{data.dataset: cifar10, data.train_size: 600, data.val_size: 200,

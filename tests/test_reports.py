@@ -16,6 +16,8 @@ from gridrun.launch import launch
 from gridrun.results.figures import most_confused
 from gridrun.spec.load import load_grid
 
+pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
+
 CELL_FILES = {"confusion_matrix.json", "top_confusions.json", "top_confusions.txt",
               "classification_report.txt", "classification_report.json"}
 FIGURES = {"curves.png", "confusion_matrix.png", "confusion_matrix_errors.png",

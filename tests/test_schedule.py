@@ -16,6 +16,8 @@ from gridrun.spec.load import load_grid
 from gridrun.spec.sections import Schedule
 from gridrun.train.records import EpochStats
 
+pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
+
 SCRIPTED = """
     name: scripted
     fixed: {data.dataset: digits, train.max_epochs: 20}

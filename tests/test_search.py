@@ -13,6 +13,8 @@ from gridrun.spec.load import load_grid
 
 from .conftest import REPO
 
+pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
+
 SEARCH = """
     name: tiny-search
     fixed: {data.dataset: digits, model.name: lenet, optim.name: adam, train.max_epochs: 2}

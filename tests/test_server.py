@@ -7,7 +7,11 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
+
 from .conftest import REPO
+
+pytestmark = pytest.mark.server  # starts a real mlflow server (and PostgreSQL)
 
 
 def _get(url: str) -> dict:

@@ -15,6 +15,8 @@ from mlflow import MlflowClient
 
 from .conftest import REPO, free_port
 
+pytestmark = pytest.mark.server  # starts a real mlflow server (and PostgreSQL)
+
 SCRIPT = REPO / "scripts" / "tracking-server"
 EPOCHS = 3
 GRID = f"""

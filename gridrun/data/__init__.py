@@ -12,8 +12,17 @@ May import: `gridrun.spec`, `gridrun.errors`.
 from .cache import open_cached
 from .images import ImageSet, dataset_key
 from .sources import load_dataset, resolve_data_dir
-from .splits import (SPLIT_KEYS, Split, Splits, batch_count, batches, check_sizes, make_splits,
-                     split_for, to_float)
+from .splits import (
+                     SPLIT_KEYS,
+                     Split,
+                     Splits,
+                     batch_count,
+                     batches,
+                     check_sizes,
+                     make_splits,
+                     split_for,
+                     to_float,
+)
 
 __all__ = ["ImageSet", "SPLIT_KEYS", "Split", "Splits", "batch_count", "batches", "check_sizes",
            "dataset_key", "load_dataset", "make_splits", "open_cached", "resolve_data_dir",

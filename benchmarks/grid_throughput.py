@@ -240,6 +240,8 @@ def gridrun_launch(data_dir: str, store: str, extra: list[str], options: list[st
 def store_figures(store: str) -> dict:
     from mlflow import MlflowClient
 
+    from gridrun.tracking import tags as T
+
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("activation_vs_optim")
     runs = client.search_runs([exp.experiment_id])
@@ -250,7 +252,7 @@ def store_figures(store: str) -> dict:
     best = max(cells, key=lambda r: r.data.metrics["test_acc"])
     return {"finished": sum(r.info.status == "FINISHED" for r in cells),
             "epoch_s": sum(epochs) / len(epochs),
-            "record_s": parent.data.metrics.get("record_seconds_mean", float("nan")),
+            "record_s": float(parent.data.tags.get(T.RECORD_SECONDS, "nan").split()[0]),
             "best": (best.info.run_name, best.data.metrics["test_acc"])}
 
 

@@ -31,7 +31,7 @@ def _claims(uri: str, grid_path: str, tmp: str) -> tuple[Claims, object]:
     recorder = Recorder(uri)
     exp = recorder.experiment_id(grid.name)
     claims = Claims(MlflowLedger(recorder, exp), grid, __import__("pathlib").Path(tmp))
-    claims.parent_run_id = recorder.launch.start(exp, grid, 2, claims.launch_tags())
+    claims.parent_run_id = recorder.launch.start(exp, grid, 2, extra_tags=claims.launch_tags())
     return claims, grid
 
 
@@ -97,9 +97,33 @@ def test_racing_launches_take_over_a_dead_launchs_run_once(tracking_uri, grid_pa
     assert is_stale(MlflowClient(tracking_uri).get_run(left.run_id))
     winner = _check_one_winner(tracking_uri, grid_path, tmp_path)
     assert winner == left.run_id  # taken over (it has no epoch yet), not replaced
-    params = MlflowClient(tracking_uri).get_run(winner).data.params
-    assert params["gridrun.claim.0"].startswith("deadbeef ")
-    assert "gridrun.claim.1" in params and "gridrun.claim.2" not in params
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(winner)
+    # the claims are tags; the params are the cell's alone
+    assert run.data.tags["gridrun.claim.0"].startswith("deadbeef ")
+    assert "gridrun.claim.1" in run.data.tags and "gridrun.claim.2" not in run.data.tags
+    assert not any(k.startswith("gridrun.") for k in run.data.params)
+    # claim 1 was won by creating its experiment, which is in the trash, out of the UI's list
+    won = client.get_experiment_by_name(f"gridrun-claim/{winner}/1")
+    assert won.lifecycle_stage == "deleted"
+    assert won.tags["gridrun.owner"] == run.data.tags["gridrun.claim.1"]
+    assert not any(e.name.startswith("gridrun-claim/") for e in client.search_experiments())
+
+
+def test_a_claim_won_by_a_launch_that_died_before_its_tag_does_not_block_the_run(
+        tracking_uri, grid_path, tmp_path):
+    claims, grid = _claims(tracking_uri, grid_path, str(tmp_path))
+    run_id = claims.claim(grid.cells()[0]).run_id
+    ledger, client = claims.ledger, MlflowClient(tracking_uri)
+    # claim 1 won long ago by a launch that died before writing the run's tag
+    gone = claims_module.Owner("deadbeef", "elsewhere", 1, time.time() - 3600).param()
+    client.delete_experiment(client.create_experiment(f"gridrun-claim/{run_id}/1",
+                                                      tags={"gridrun.owner": gone}))
+    assert not ledger.claim(run_id, 1, "mine host 2 0.0")  # lost; the winner's tag written
+    assert client.get_run(run_id).data.tags["gridrun.claim.1"] == gone
+    assert ledger.claim(run_id, 2, "mine host 2 0.0")  # so the next claim is 2, and it wins
+    assert ledger.claim(run_id, 2, "mine host 2 0.0")  # asking again for one's own: still ours
+    assert not ledger.claim(run_id, 2, "rival host 3 0.0")
 
 
 @pytest.mark.server

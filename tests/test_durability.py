@@ -119,8 +119,8 @@ def reference(grid_file, tmp_path_factory) -> dict[str, tuple]:
 
 
 @pytest.mark.parametrize("moment, workers, pattern", [
-    ("before the first epoch", 1, r"\] lr0\.\d+ starting"),
-    ("mid-epoch", 1, r"\] lr0\.\d+ epoch 3/"),
+    ("before the first epoch", 1, r"\] lr0_\d+ starting"),
+    ("mid-epoch", 1, r"\] lr0_\d+ epoch 3/"),
     ("while recording a result", 2, rf"epoch {EPOCHS}/{EPOCHS}"),
     ("between cells", 2, r": max_epochs \("),
 ])
@@ -191,7 +191,7 @@ def test_status_shows_a_live_launchs_cells_running_and_exits_0_only_at_the_end(g
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         for line in proc.stdout:
-            if re.search(r"\] lr0\.\d+ epoch 2/", line):
+            if re.search(r"\] lr0_\d+ epoch 2/", line):
                 break
         now = _run(_cli("status", str(grid_file), "--tracking-uri", uri, "--format", "json"),
                    tmp_path)

@@ -25,7 +25,8 @@ def test_activation_vs_optim_has_24_cells_with_readable_names():
     assert len({c.id for c in cells}) == 24
     assert {c.label for c in cells} == {"relu_nonorm", "relu_bn", "leaky_nodrop", "leaky_drop"}
     names = {c.name for c in cells}
-    assert "leaky_nodrop-lr0.005-sgd0.5" in names
+    # MLflow's own name rules (no "."), so a cell's run and its logged model share the name
+    assert "leaky_nodrop-lr0_005-sgd0_5" in names
     adam = [c for c in cells if c.config["optim.name"] == "adam"]
     assert len(adam) == 8 and all("optim.momentum" not in c.config for c in adam)
     drop = next(c for c in cells if c.label == "leaky_drop")
@@ -41,7 +42,7 @@ def test_inapplicable_keys_make_no_duplicate_cells(write_grid):
     """))
     cells = grid.cells()
     assert grid.size() == 4
-    assert [c.name for c in cells] == ["sgd-momentum0.5", "sgd-momentum0.9", "adam"]
+    assert [c.name for c in cells] == ["sgd-momentum0_5", "sgd-momentum0_9", "adam"]
     assert cells[2].axes == {"optim.name": "adam"}
 
 
@@ -72,7 +73,7 @@ def test_exclude_and_seeds(write_grid):
     assert len(cells) == 9
     assert not any(c.label == "big" and c.config["optim.lr"] == 0.1 for c in cells)
     assert {c.config["seed"] for c in cells} == {0, 1, 2}
-    assert cells[0].name == "small-lr0.01-s0"
+    assert cells[0].name == "small-lr0_01-s0"
     assert len({c.id for c in cells}) == 9
 
 
@@ -210,9 +211,9 @@ def test_dry_run_lists_the_cells():
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("24 cells in grid 'activation_vs_optim'")
-    assert lines[1].split() == ["#", "variant", "optim.lr", "optimizer", "cell", "id"]
+    assert lines[1].split() == ["index", "variant", "optim.lr", "optimizer", "cell", "id"]
     assert len(lines) == 26
-    assert lines[2].split()[:4] == ["1", "relu_nonorm", "lr0.001", "sgd0.9"]
+    assert lines[2].split()[:4] == ["0", "relu_nonorm", "lr0.001", "sgd0.9"]
 
 
 def test_cli_error_has_no_traceback_and_creates_nothing(write_grid, tmp_path):

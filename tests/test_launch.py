@@ -19,9 +19,9 @@ from .conftest import REPO
 
 pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
 
-EPOCH_METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds"}
-FINAL_METRICS = {"test_acc", "best_val_acc", "epochs_needed", "duration_s", "params_total",
-                 "params_trainable"}
+EPOCH_METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds"}
+FINAL_METRICS = {"test_acc", "test_loss", "best_val_acc", "epochs_needed", "epochs_run",
+                 "duration_s"}
 
 SMALL_CIFAR_GRID = """
     name: small-cifar
@@ -61,13 +61,34 @@ def test_launch_records_every_cell_with_params_metrics_and_tags(small_cifar_laun
     parent = client.get_run(report.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["gridrun.kind"] == "launch"
     assert parent.data.tags["gridrun.cells_ran"] == "4" and "cells_ran" not in parent.data.metrics
+    # the study's result on the parent: its one metric, the best cell named beside it
+    assert set(parent.data.metrics) == {"best_test_acc"}
+    best_run = client.get_run(parent.data.tags["gridrun.best_run"])
+    assert parent.data.metrics["best_test_acc"] == best_run.data.metrics["test_acc"] == \
+        report.best.test_acc
+    assert parent.data.tags["gridrun.best_cell"] == best_run.info.run_name == report.best.name
+    assert f"Best cell of the grid: {best_run.info.run_name}, test accuracy" in \
+        parent.data.tags["mlflow.note.content"]
+    mean, most = map(float, parent.data.tags["gridrun.record_seconds"].split())
+    assert 0 < mean <= most
+    # the experiment opens in MLflow's model-training view, on a saved view of the results
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(exp.tags["mlflow.sharedViewState.gridrun-results"])
+    state = json.loads(view["state"])
+    assert view["name"] == "gridrun: results" and state["orderByKey"] == "metrics.`test_acc`"
+    assert {"params.`variant`", "params.`optimizer`", "metrics.`test_acc`"} <= \
+        set(state["selectedColumns"])
+    assert client.search_runs([exp.experiment_id], state["searchFilter"]) and all(
+        r.data.tags["gridrun.kind"] == "cell"
+        for r in client.search_runs([exp.experiment_id], state["searchFilter"]))
+    assert report.ui_url.endswith(f"/#/experiments/{exp.experiment_id}/runs?workflowType="
+                                  "machine_learning&viewStateShareKey=gridrun-results")
+    assert report.ui_command == f"mlflow ui --backend-store-uri {tracking_uri}"
     artifacts = [a.path for a in client.list_artifacts(parent.info.run_id)]
     assert "grid.yaml" in artifacts
-    # the launch carries its grid as params, the experiment its grid file
-    assert parent.data.params["fixed.model.name"] == "base4"
-    assert parent.data.params["axis.variant"] == "relu_bn, leaky_drop"
-    assert parent.data.params["axis.optimizer"] == "sgd0.9, adam"
-    assert parent.data.params["schedule"] == "all"
+    # the launch carries the levels it trained as params, the experiment its grid file
+    assert parent.data.params == {"axis.variant": "relu_bn, leaky_drop",
+                                  "axis.optimizer": "sgd0.9, adam", "schedule": "all"}
     assert exp.tags["gridrun.grid_file"] == grid.path
     assert parent.data.tags["mlflow.note.content"].startswith("4 cells of grid 'small-cifar'")
     assert parent.data.tags["mlflow.source.name"] == f"gridrun launch {grid.path}"
@@ -76,7 +97,7 @@ def test_launch_records_every_cell_with_params_metrics_and_tags(small_cifar_laun
     cells = grid.cells()
     digests = []
     assert [r.info.run_name for r in children] == [c.name for c in cells] == [
-        "relu_bn-sgd0.9", "relu_bn-adam", "leaky_drop-sgd0.9", "leaky_drop-adam"]
+        "relu_bn-sgd0_9", "relu_bn-adam", "leaky_drop-sgd0_9", "leaky_drop-adam"]
     for run, cell in zip(children, cells):
         assert run.info.status == "FINISHED"
         tags = run.data.tags
@@ -92,9 +113,12 @@ def test_launch_records_every_cell_with_params_metrics_and_tags(small_cifar_laun
             f"variant {cell.axes['variant']}, optimizer {cell.axes['optimizer']}: max_epochs, "
             "test accuracy 0.")
         assert tags["mlflow.note.content"].endswith("(reached train.max_epochs=2).")
-        # the full resolved config, flattened with dotted keys, and the launch that claimed it
-        assert set(run.data.params) == set(cell.config) | {"gridrun.claim.0"}
-        assert run.data.params["gridrun.claim.0"].split()[2] == str(os.getpid())
+        # the full resolved config, flattened with dotted keys, and the cell's level on each
+        # axis by the axis's name; the launch that claimed it is a tag
+        assert set(run.data.params) == set(cell.config) | {"variant", "optimizer"}
+        assert run.data.params["variant"] == cell.axes["variant"]
+        assert run.data.params["optimizer"] == cell.axes["optimizer"]
+        assert tags["gridrun.claim.0"].split()[2] == str(os.getpid())
         assert run.data.params["data.train_size"] == "400"
         assert run.data.params["model.filters"] == "[32, 64, 128]"
         assert ("optim.momentum" in run.data.params) == (cell.config["optim.name"] == "sgd")
@@ -108,7 +132,12 @@ def test_launch_records_every_cell_with_params_metrics_and_tags(small_cifar_laun
         assert run.data.metrics["test_acc"] == round(run.data.metrics["test_acc"] * 300) / 300
         assert [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")] == [0]
         assert run.data.metrics["epochs_needed"] in (1, 2)
-        assert run.data.metrics["params_total"] == run.data.metrics["params_trainable"] > 600_000
+        # only measurements are metrics (system/ ones go to MLflow's own tab): no lr without
+        # a scheduler (it is the param optim.lr), the model's size a tag
+        assert {k for k in run.data.metrics if not k.startswith("system/")} == \
+            FINAL_METRICS | EPOCH_METRICS
+        assert tags["gridrun.params_total"] == tags["gridrun.params_trainable"]
+        assert int(tags["gridrun.params_total"]) > 600_000
         # MLflow's Dataset column: the three splits, each with its context and exact digest
         inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
         assert set(inputs) == {"training", "validation", "test"}
@@ -238,7 +267,7 @@ def test_model_and_figures_policies_all_or_none(write_grid, tracking_uri, policy
     registering = CliRunner().invoke(cli, ["summary", str(path), "--register", "best",
                                            "--tracking-uri", tracking_uri])
     if models:
-        assert registering.exit_code == 0 and "as models:/best/1" in registering.output
+        assert registering.exit_code == 0 and "registered models:/best/1: " in registering.output
     else:  # nothing to register: one line, no registered model left behind
         assert registering.exit_code == 2
         assert "has no logged model" in registering.output.splitlines()[-1]
@@ -266,3 +295,19 @@ def test_each_cell_carries_its_workers_system_metrics(write_grid, tracking_uri):
         assert max(m.timestamp for m in rss) <= run.info.end_time
         cores = client.get_metric_history(run.info.run_id, "system/process_cpu_cores")
         assert max(m.value for m in cores) > 0.3, "a training worker is busy"
+
+
+def test_a_cell_shorter_than_the_interval_still_has_system_metrics(write_grid, tracking_uri):
+    """A sample when the cell starts and one after its (only) epoch, whatever the interval."""
+    path = write_grid("""
+        name: sysmetrics-short
+        fixed: {data.dataset: digits, model.name: lenet, train.max_epochs: 1}
+        execution: {executor: local, workers: 1}
+        track: {system_metrics: 600, log_model: none, figures: none}
+    """)
+    report = launch(load_grid(path), tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri)
+    (run,) = _children(client, report.experiment_id)
+    rss = client.get_metric_history(run.info.run_id, "system/process_memory_rss_megabytes")
+    assert [m.step for m in rss][:2] == [0, 1]
+    assert run.info.start_time <= rss[0].timestamp <= rss[1].timestamp <= run.info.end_time

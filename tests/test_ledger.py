@@ -70,8 +70,9 @@ def test_a_dead_launchs_run_is_taken_over_once_and_resumed_in_the_same_run(grid,
     cell = grid.cells()[0]
     gone = Owner("deadbeef", "another-host", 1, time.time() - 3600)
     run_id = ledger.add_run("cell", tags={T.CELL: cell.id, T.HOST: "another-host", T.PID: "1",
-                                          T.HEARTBEAT: f"{time.time() - 3600:.1f}"},
-                            params={T.claim(0): gone.param()}, start_time=time.time() - 3600)
+                                          T.HEARTBEAT: f"{time.time() - 3600:.1f}",
+                                          T.claim(0): gone.param()},
+                            start_time=time.time() - 3600)
     ledger.steps[run_id] = {1}  # one epoch logged, no checkpoint here: trained again in place
     first, second = _launch(ledger, grid, tmp_path / "a"), _launch(ledger, grid, tmp_path / "b")
     taken = first.claim(cell)
@@ -87,8 +88,8 @@ def test_a_stale_run_without_a_checkpoint_is_closed_and_a_new_run_made(grid, tmp
     ledger = MemoryLedger()
     cell = grid.cells()[0]
     old = time.time() - 3600
-    run_id = ledger.add_run("cell", tags={T.CELL: cell.id, T.HEARTBEAT: f"{old:.1f}"},
-                            params={T.claim(0): Owner("x", "elsewhere", 1, old).param()},
+    run_id = ledger.add_run("cell", tags={T.CELL: cell.id, T.HEARTBEAT: f"{old:.1f}",
+                                          T.claim(0): Owner("x", "elsewhere", 1, old).param()},
                             start_time=old)
     ledger.steps[run_id] = {1, 2, 3}  # three epochs logged, and no checkpoint on this machine
     claims = _launch(ledger, grid, tmp_path)

@@ -68,4 +68,4 @@ def test_mlflow_run_cell_adopts_the_project_run_in_its_experiment(tmp_path):
     assert parent.data.tags.get("mlflow.project.entryPoint") == "cell"
     assert cell.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert cell.data.params["optim.lr"] == "0.002" and cell.data.params["model.name"] == "lenet"
-    assert cell.info.run_name.startswith("datasetdigits-lenet-adam-lr0.002")
+    assert cell.info.run_name.startswith("datasetdigits-lenet-adam-lr0_002")

@@ -55,8 +55,9 @@ def _record(uri: str, experiment: str) -> dict[str, dict]:
         history = {key: tuple(m.value for m in sorted(client.get_metric_history(run_id, key),
                                                       key=lambda m: m.step))
                    for key in ("train_loss", "val_loss", "val_acc")}
-        metrics = {k: v for k, v in run.data.metrics.items()  # all but timings
-                   if not k.endswith(("seconds", "duration_s"))}
+        metrics = {k: v for k, v in run.data.metrics.items()  # all but timings and the
+                   if not k.endswith(("seconds", "duration_s"))  # machine's readings
+                   and not k.startswith("system/")}
         cells[cell] = {
             "status": run.info.status, "name": run.info.run_name,
             "params": {k: v for k, v in run.data.params.items() if not VOLATILE.match(k)},

@@ -120,7 +120,7 @@ def test_summary_registers_the_best_cells_model(digits_launch):
         result = CliRunner().invoke(cli, ["summary", "--experiment", experiment, "--register",
                                           "digits-best", "--tracking-uri", uri])
         assert result.exit_code == 0, result.output
-        assert f"as models:/digits-best/{version}" in result.output
+        assert f"registered models:/digits-best/{version}: " in result.output
     registered = client.get_model_version("digits-best", "1")
     assert registered.run_id == best.info.run_id
     assert registered.tags["gridrun.cell"] == best.data.tags["gridrun.cell"]

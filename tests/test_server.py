@@ -27,7 +27,7 @@ def test_launch_and_summary_against_a_real_server(mlflow_server, tmp_path):
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert launch.returncode == 0, launch.stderr[-3000:]
     assert "ran 4 cells" in launch.stdout and "View run" not in launch.stdout
-    assert f"view: {mlflow_server}/#/experiments/" in launch.stdout
+    assert f"see the results: {mlflow_server}/#/experiments/" in launch.stdout
 
     summary = subprocess.run(gridrun + ["summary", grid, "--format", "markdown"], cwd=tmp_path,
                              env=env, capture_output=True, text=True, timeout=300)

@@ -285,3 +285,68 @@ def test_the_shipped_report_001_column_names_every_cell_of_its_grid():
     rows = {(r["variant"], f"lr{r['optim.lr']}", r["optimizer"])
             for r in reference.to_dict("records")}
     assert rows == cells and len(reference) == 24
+
+
+def test_a_slice_shows_the_cells_that_ran_and_counts_the_rest(write_grid, tracking_uri):
+    grid = load_grid(write_grid(TABLE1_LIKE))
+    tracker = Recorder(tracking_uri)
+    for cell, acc in zip(grid.cells()[:2], (0.5, 0.6)):
+        record_cell(tracker, grid, cell, test_acc=acc)
+    df = summary.table(grid=grid, tracking_uri=tracking_uri)
+    assert list(df["Accuracy"]) == ["50.00%", "60.00%"] and df.attrs["not_run"] == 4
+    everything = summary.table(grid=grid, tracking_uri=tracking_uri, all_cells=True)
+    assert len(everything) == 6 and list(everything["Accuracy"])[2:] == ["Not run"] * 4
+    result = CliRunner().invoke(
+        cli, ["summary", grid.path, "--tracking-uri", tracking_uri])
+    assert result.exit_code == 0 and "Not run" not in result.stdout
+    assert result.stderr.strip() == "(4 cells of the grid not run yet; --all shows them)"
+    shown = CliRunner().invoke(cli, ["summary", grid.path, "--all", "--tracking-uri",
+                                     tracking_uri])
+    assert shown.output.count("Not run") == 4
+
+
+def test_a_tie_for_best_is_broken_by_the_documented_rule_and_named(write_grid, tracking_uri):
+    """Equal test accuracy: the higher best validation accuracy wins, then grid order; the
+    registration says which cells tied, and the registered model is MLflow-registered."""
+    import torch
+
+    from gridrun.tracking.logged_model import log_model
+
+    grid = load_grid(write_grid(TABLE1_LIKE))
+    tracker = Recorder(tracking_uri)
+    exp_id = tracker.experiment_id(grid.name)
+    cells = grid.cells()
+    runs = [record_cell(tracker, grid, cell, test_acc=0.7) for cell in cells[:3]]
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    for run_id, cell in zip(runs, cells):
+        log_model(tracker, exp_id, run_id, model, torch.zeros(2, 1, 8, 8), cell.name, cell.config)
+    result = CliRunner().invoke(
+        cli, ["summary", grid.path, "--register", "tied", "--tracking-uri", tracking_uri])
+    assert result.exit_code == 0, result.output
+    # all three have the same validation accuracy too: grid order decides, and says so
+    assert result.stderr.splitlines()[-1] == (
+        f"registered models:/tied/1: {cells[0].name}, test accuracy 0.7000; tied with "
+        f"{cells[1].name}, {cells[2].name}, chosen by the rule: the highest test accuracy; on a "
+        "tie, the higher best validation accuracy, then the cell first in grid order")
+    assert "Registered model" not in result.stderr  # MLflow's own print, said better above
+    client = MlflowClient(tracking_uri)
+    version = client.get_model_version("tied", "1")
+    assert version.run_id == runs[0] and version.tags["test_acc"] == "0.7"
+    assert "tied on test accuracy with" in version.tags["gridrun.chosen_by"]
+    registered = client.get_registered_model("tied")
+    assert registered.description.startswith("The best cell of gridrun grid 'table1-like'")
+    assert registered.tags["gridrun.grid"] == "table1-like"
+    # MLflow's own registration: the logged model's page lists its version
+    logged = client.get_logged_model(version.source.removeprefix("models:/"))
+    assert "mlflow.modelVersions" in logged.tags and '"tied"' in logged.tags[
+        "mlflow.modelVersions"]
+    assert logged.name == cells[0].name  # the same name as its run
+
+
+def test_the_best_rule_prefers_validation_accuracy_then_grid_order():
+    from gridrun.results.frames import best_order, choose_best
+
+    entries = [(best_order(0.7, 0.60, 0), "a"), (best_order(0.7, 0.65, 1), "b"),
+               (best_order(0.6, 0.99, 2), "c"), (best_order(0.7, 0.65, 3), "d")]
+    assert choose_best(entries) == (1, ["a", "d"])
+    assert choose_best(entries[2:3]) == (0, [])

@@ -76,23 +76,26 @@ significantly worse than it: a one-sided Welch t-test, alpha 0.05, on the per-se
               help="Published results to set beside ours: a CSV with the grid's axes and an "
                    "accuracy column (e.g. grids/activation_vs_optim.report001.csv); adds the "
                    "columns Report and Δ (ours minus it, in points).")
+@click.option("--all", "all_cells", is_flag=True,
+              help="Show the grid's cells no launch has run yet too (as 'Not run').")
 @click.option("--register", "register_as", metavar="NAME",
               help="Register the best cell's logged model as a new version of NAME in MLflow's "
-                   "model registry (tags: its cell id and test accuracy).")
+                   "model registry: the highest test accuracy; on a tie, the higher best "
+                   "validation accuracy, then the cell first in grid order (a tie is named).")
 @click.option("--log", "log_table", is_flag=True,
               help="Also log the rendered table on the latest launch's parent run "
                    "(summary/<view>.<ext>). Off by default: reading a table changes no run.")
 @overrides_option
 @tracking_uri_option
 def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, compare,
-            register_as, log_table, overrides, overrides_list, tracking_uri):
+            all_cells, register_as, log_table, overrides, overrides_list, tracking_uri):
     """Print the results table of a grid's runs (the grid file, or --experiment NAME).
 
-    Rows follow the grid's order; only the latest finished run of each cell counts; failed,
-    running and not-yet-run cells are shown as such. Without --set, the grid is read with the
-    --set overrides of its latest launch. It only reads the store, unless --log asks it to log
-    the rendered table on that launch's parent run, or --register NAME to register the best
-    cell's model.
+    Rows follow the grid's order; only the latest finished run of each cell counts; failed
+    and running cells are shown as such, cells not run yet are counted (--all shows them).
+    Without --set, the grid is read with the --set overrides of its latest launch. It only
+    reads the store, unless --log asks it to log the rendered table on that launch's parent
+    run, or --register NAME to register the best cell's model.
     """
     from ..results.render import render
     from ..results.status import grid_as_launched
@@ -107,7 +110,7 @@ def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, comp
     grid = grid_as_launched(grid_file, given or None, tracking_uri) if grid_file else None
     df = table(experiment=experiment, grid=grid, tracking_uri=tracking_uri, view=view,
                sort=sort, pivot=tuple(pivot) if pivot else None, effects=effects,
-               compare=compare)
+               compare=compare, all_cells=all_cells)
     color = fmt == "term" and output is None and sys.stdout.isatty()
     text = render(df, fmt, color=color)
     if output:
@@ -115,6 +118,9 @@ def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, comp
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
+    if df.attrs.get("not_run"):
+        click.echo(f"({df.attrs['not_run']} cells of the grid not run yet; --all shows them)",
+                   err=True)
     if log_table:
         kind = "effects" if effects else ("pivot" if pivot else view)
         ext = {"term": "txt", "markdown": "md", "latex": "tex"}.get(fmt, fmt)
@@ -124,9 +130,9 @@ def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, comp
                              tracking_uri)
     if register_as:
         from ..results.registry import register_best
-        version = register_best(register_as, experiment, grid, tracking_uri)
-        click.echo(f"registered {version.tags['gridrun.cell_name']} (test accuracy "
-                   f"{version.tags['test_acc']}) as models:/{register_as}/{version.version}",
+        from ..tracking.launch_run import describe
+        best, version = register_best(register_as, experiment, grid, tracking_uri)
+        click.echo(f"registered models:/{register_as}/{version.version}: {describe(best)}",
                    err=True)
 
 

@@ -39,8 +39,13 @@ def _run_launch(grid, options: dict) -> None:
     click.echo(f"experiment '{grid.name}': ran {report.ran} cells{resumed}, skipped "
                f"{report.skipped} already finished{elsewhere}, {report.failed} failed; "
                f"parent run {report.parent_run_id}")
-    if report.tracking_uri.startswith(("http://", "https://")):
-        click.echo(f"view: {report.tracking_uri.rstrip('/')}/#/experiments/{report.experiment_id}")
+    if report.best is not None:
+        from ..tracking.launch_run import describe
+        click.echo(f"best cell of the grid: {describe(report.best)}")
+    if report.ui_command:
+        click.echo(f"see the results: {report.ui_command}, then open\n  {report.ui_url}")
+    else:
+        click.echo(f"see the results: {report.ui_url}")
     if report.failed:
         sys.exit(1)
 
@@ -119,9 +124,9 @@ def format_cells(grid) -> str:
     """The --dry-run listing: the count, then one line per cell with its values on each axis."""
     cells = grid.cells()
     axes = [a.name for a in grid.axes] + (["seed"] if len(grid.seeds) > 1 else [])
-    rows = [[str(c.index + 1)] + [c.axes.get(a, "-") if a != "seed" else str(c.config["seed"])
+    rows = [[str(c.index)] + [c.axes.get(a, "-") if a != "seed" else str(c.config["seed"])
                                   for a in axes] + [c.id] for c in cells]
-    header = ["#"] + axes + ["cell id"]
+    header = ["index"] + axes + ["cell id"]  # from 0, as the runs' tag gridrun.index
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     of = f" of the {len(dataclasses.replace(grid, only={}).cells())}" if grid.only else ""
     lines = [f"{len(cells)}{of} cells in grid '{grid.name}' ({grid.path})"]

@@ -25,6 +25,7 @@ from ..tracking.ledger import MlflowLedger
 from ..tracking.recorder import Recorder
 from ..tracking.store import check_tracking_uri
 from ..tracking.system_metrics import WorkerSampler
+from ..tracking.views import where_to_look
 from .preflight import check_devices, check_models, prepare_data
 from .report import LaunchReport, Progress, SilentProgress
 from .writer import Writer, import_recording_code, record_grid
@@ -84,6 +85,8 @@ def launch(grid: Grid, options: LaunchOptions | None = None, *,
                               tracking_uri=recorder.tracking_uri,
                               workers=min(run_with["workers"], plan.to_run), elsewhere=elsewhere,
                               state_dir=str(claims.folder))
+        report.ui_url, report.ui_command = where_to_look(recorder.tracking_uri,
+                                                         report.experiment_id)
         progress.launch_started(grid, plan.to_run, report.skipped, report.workers)
         if plan.to_run:
             _run(grid, options, recorder, claims, plan, report, images, engine, progress,
@@ -97,7 +100,7 @@ def _plan(grid: Grid, options: LaunchOptions, recorder: Recorder, cells: list[Ce
     """The launch's claims, its plan, and how many cells other live launches train now."""
     root = state_root(recorder.tracking_uri, options.state_dir)
     check_state_root(root)
-    experiment_id = recorder.experiment_id(grid.name)
+    experiment_id = recorder.experiment_id(grid.name, grid)
     folder = state_folder(root, recorder.tracking_uri, experiment_id, grid.name)
     claims = Claims(MlflowLedger(recorder, experiment_id), grid, folder, options.rerun)
     claims.close_stale_launches()
@@ -120,8 +123,8 @@ def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims,
     if executor != "inline":  # never beside training in this process: tracing touches
         warm_up = threading.Thread(target=import_recording_code, daemon=True)  # torch's
         warm_up.start()  # global state
-    report.parent_run_id = recorder.launch.start(claims.ledger.experiment_id, grid, plan.to_run,
-                                                 claims.launch_tags())
+    report.parent_run_id = recorder.launch.start(claims.ledger.experiment_id, grid,
+                                                 plan.to_run, plan.todo, claims.launch_tags())
     claims.parent_run_id = report.parent_run_id
     claims.start_beating()
     interval = grid.track.get("system_metrics", 10)
@@ -151,7 +154,17 @@ def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims,
     finally:
         writer.stop_sampling()
         claims.stop_beating()
-        _end_launch(recorder, report, writer.record_seconds, status)
+        _end_launch(recorder, report, writer, grid, status)
+
+
+def _study_best(recorder: Recorder, grid: Grid):
+    """The grid's best finished cell now, whichever launches trained it (None: none yet)."""
+    from ..results.frames import best_cell, cells_frame
+    try:
+        return best_cell(cells_frame(grid=grid, tracking_uri=recorder.tracking_uri))
+    except Exception as e:  # noqa: BLE001 - the cells are recorded; the parent's line is extra
+        warnings.warn(f"could not find the grid's best cell: {e}", stacklevel=2)
+        return None
 
 
 def _setting(given, section: dict, key: str, default):
@@ -159,15 +172,15 @@ def _setting(given, section: dict, key: str, default):
     return given if given is not None else section.get(key, default)
 
 
-def _end_launch(recorder: Recorder, report: LaunchReport, seconds: list[float],
+def _end_launch(recorder: Recorder, report: LaunchReport, writer: Writer, grid: Grid,
                 status: str) -> None:
     counts = {"planned": report.planned, "skipped": report.skipped, "ran": report.ran,
               "failed": report.failed, "resumed": report.resumed, "elsewhere": report.elsewhere}
-    costs = {"record_seconds_mean": sum(seconds) / len(seconds),
-             "record_seconds_max": max(seconds)} if seconds else {}
+    if status != "KILLED":  # an interrupted launch closes its run at once
+        report.best = _study_best(recorder, grid)
     recorder.launch.end(report.parent_run_id,
                         "FAILED" if status == "FINISHED" and report.failed else status, counts,
-                        costs)
+                        writer.record_seconds, report.best)
 
 
 def _prepare(grid: Grid, options: LaunchOptions):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ..spec.grid import Cell, Grid
+    from ..tracking.launch_run import Best
     from ..train.records import EpochStats
 
 class Progress(Protocol):
@@ -38,6 +39,9 @@ class LaunchReport:
     outcomes: dict[str, str] = field(default_factory=dict)  # run_id -> outcome, for this launch
     tracking_uri: str = ""
     workers: int = 1
+    best: Best | None = None  # this launch's best cell (`Writer.best_cell`)
+    ui_url: str = ""  # where `mlflow ui` (or the tracking server) shows the results
+    ui_command: str | None = None  # what serves that page for a local store
 
     @property
     def failed(self) -> int:

@@ -13,6 +13,7 @@ from typing import Callable
 from ..data.images import ImageSet, dataset_key
 from ..executors.events import CellFailed, CellFinished, CellStarted, EpochDone, Event
 from ..plan.base import Plan
+from ..results.frames import best_order
 from ..spec.grid import Cell, Grid
 from ..tracking import tags as T
 from ..tracking.claims import Claim, ClaimedCells, Claims
@@ -62,7 +63,9 @@ class Writer:
     local_pid: Callable[[int], int | None] = lambda worker: None  # the executor's
     source: ClaimedCells | None = None
     started: int = 0
-    best: tuple | None = None  # (test_acc, run_id, result, cell) of the best finished cell
+    # this launch's best finished cell (`best_order` key, run_id, result or None, cell): the one
+    # whose model and figures `best` logs, which only this launch has in memory
+    best: tuple | None = None
     record_seconds: list[float] = field(default_factory=list)
 
     def handle(self, event: Event) -> None:
@@ -83,8 +86,10 @@ class Writer:
             self.progress.cell_started(self.started, cell, event.worker, claim.from_epoch)
         elif isinstance(event, EpochDone):
             if event.stats.epoch not in claim.logged:  # a resumed cell logs no step twice
-                self.recorder.cells.log_epoch(claim.run_id, event.stats)
+                self.recorder.cells.log_epoch(claim.run_id, event.stats, _scheduled(cell))
                 claim.logged.add(event.stats.epoch)
+            if self.sampler is not None:
+                self.sampler.epoch_done(claim.run_id)
             self.progress.epoch_done(cell, event.stats, event.worker)
         elif isinstance(event, CellFinished):
             self.finished(claim, event.result)
@@ -110,7 +115,7 @@ class Writer:
         try:
             for stats in result.history:  # epochs a killed launch never logged (its worker
                 if stats.epoch not in claim.logged:  # checkpointed them): from the checkpoint
-                    self.recorder.cells.log_epoch(run_id, stats)
+                    self.recorder.cells.log_epoch(run_id, stats, _scheduled(cell))
                     claim.logged.add(stats.epoch)
             if self.log_model == "all":
                 self.warmed_up()
@@ -126,9 +131,10 @@ class Writer:
         if not self.keep_checkpoints:
             self.claims.checkpoint_path(cell).unlink(missing_ok=True)
         self.record_seconds.append(time.perf_counter() - t0)
-        if "best" in (self.log_model, self.figures) and (
-                self.best is None or result.test_acc > self.best[0]):
-            self.best = (result.test_acc, run_id, result, cell)
+        key = best_order(result.test_acc, result.best_val_acc, cell.index)
+        if "best" in (self.log_model, self.figures) and result.outcome != "pruned" and (
+                self.best is None or key > self.best[0]):
+            self.best = (key, run_id, result, cell)
         self.report.outcomes[run_id] = result.outcome
         self.plan.done(cell, result)
         self.progress.cell_done(cell, result.outcome, _describe(result))
@@ -164,7 +170,7 @@ class Writer:
 
     def record_best(self) -> None:
         """`track: {log_model: best, figures: best}`: the model and the figures of this launch's
-        best cell (by test accuracy, as the summary's bold row), once its rivals have finished."""
+        best cell (`results.frames.BEST_RULE`), once its rivals have finished."""
         if self.best is None:
             return
         _, run_id, result, cell = self.best
@@ -234,6 +240,11 @@ def record_grid(recorder: Recorder, parent_run_id: str, grid: Grid) -> None:
         (Path(folder) / "summary.md").write_text(
             render(tabulate(cells), "markdown"))
         recorder.log_files(parent_run_id, Path(folder))
+
+
+def _scheduled(cell: Cell) -> bool:
+    """Whether the cell's learning rate changes as it trains (it has a scheduler)."""
+    return cell.config.get("train.scheduler", "none") != "none"
 
 
 def _describe(result: CellResult) -> str:

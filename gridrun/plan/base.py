@@ -19,6 +19,7 @@ from ..train.records import CellResult, EpochStats, Stop
 
 class Plan(Protocol):
     planned: int  # cells (or trials) of the whole plan
+    todo: list[Cell]  # the cells this launch sets out to run, known in advance (none: a search)
     decides: bool  # whether `decide` can ever stop a cell (else executors need not ask)
 
     @property

@@ -17,11 +17,16 @@ matplotlib.use("Agg")  # files only: no display is needed or wanted
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import classification_report, confusion_matrix
 
 from ..train.records import CellResult
 
 TOP_CONFUSIONS = 5
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DODGE = 0.04  # sideways offset between labels in accuracy_vs_params, as a share of x
 
 
 def cell_reports(result: CellResult, out: Path, title: str = "", figures: bool = True
@@ -101,6 +106,7 @@ def plot_curves(result: CellResult, path: Path, title: str = "") -> Path:
         if result.epochs_needed:
             ax.axvline(result.epochs_needed, color="grey", ls="--", lw=1, label="best epoch")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -190,10 +196,21 @@ def grid_plots(cells: pd.DataFrame, levels: dict[str, pd.Series], out: Path) -> 
         fig.savefig(files[-1], dpi=100)
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, group in done.groupby("label", sort=False):
-        ax.scatter(group["params_total"], group["test_acc"] * 100, label=str(label))
+    groups = list(done.groupby("label", sort=False))
+    for i, (label, group) in enumerate(groups):
+        # models of the same size (dropout or not) would hide each other: each label gets its
+        # own marker, drawn hollow, and is dodged sideways by a few percent on the log axis
+        dodge = 1 + DODGE * (i - (len(groups) - 1) / 2)
+        ax.scatter(group["params_total"] * dodge, group["test_acc"] * 100, label=str(label),
+                   marker=MARKERS[i % len(MARKERS)], facecolors="none",
+                   edgecolors=f"C{i % 10}", s=40, linewidths=1.5)
     ax.set_xscale("log")
-    ax.set_xlabel("parameters")
+    sizes = done["params_total"].astype(float)
+    if len(sizes) and sizes.min() > 0 and sizes.max() / sizes.min() < 4:
+        # at least a factor of 8 on the axis: the dodge reads as an offset, not a size gap
+        ax.set_xlim(sizes.min() / 2.8, sizes.max() * 2.8)
+    ax.set_xlabel(f"parameters (labels of one size dodged by {DODGE:.0%} apart)"
+                  if len(groups) > 1 else "parameters")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("accuracy vs parameter count")
     ax.legend(fontsize=8)

@@ -9,10 +9,12 @@ from ..errors import GridError
 from ..spec import config
 from ..spec.grid import Grid
 from ..tracking import tags as T
+from ..tracking.launch_run import Best
 from ..tracking.store import Store
 
 METRICS = ("test_acc", "best_val_acc", "epochs_needed", "duration_s", "params_total",
            "params_trainable", "epochs_run", "val_acc")  # val_acc: the last epoch's
+SIZE_TAGS = {"params_total": T.PARAMS_TOTAL, "params_trainable": T.PARAMS_TRAINABLE}
 
 def runs_frame(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
     """Every cell run of an experiment, one row each: tags, typed params and final metrics."""
@@ -33,6 +35,9 @@ def runs_frame(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame
                        if k.startswith(T.AXIS_PREFIX)})
         record.update(run.data.params)
         record.update({m: run.data.metrics.get(m, np.nan) for m in METRICS})
+        for m, tag in SIZE_TAGS.items():  # tags since the sizes left the metrics
+            if tag in tags:
+                record[m] = float(tags[tag])
         records.append(record)
     frame = pd.DataFrame.from_records(records)
     for key, opt in config.OPTIONS.items():  # params come back as strings
@@ -78,6 +83,40 @@ def factor_levels(cells: pd.DataFrame, factor: str) -> pd.Series:
 def factors(cells: pd.DataFrame) -> list[str]:
     """The grid's axes, by name."""
     return [c[len("axis:"):] for c in cells.columns if c.startswith("axis:")]
+
+
+BEST_RULE = ("the highest test accuracy; on a tie, the higher best validation accuracy, then the "
+             "cell first in grid order")
+
+
+def best_order(test_acc: float, best_val_acc: float, index: int) -> tuple:
+    """The key whose maximum is the best cell (`BEST_RULE`): the launch run's best cell and
+    `--register`'s choice both use it (the summary bolds every tied row)."""
+    return (test_acc, best_val_acc if best_val_acc == best_val_acc else -1.0, -index)
+
+
+def choose_best(entries: list[tuple[tuple, str]]) -> tuple[int, list[str]]:
+    """Of `entries` ((best_order key, name) pairs), the position of the best and the names of
+    the others with the same test accuracy: a tie the rule broke, which callers say aloud."""
+    chosen = max(range(len(entries)), key=lambda i: entries[i][0])
+    top = entries[chosen][0][0]
+    tied = [name for i, (key, name) in enumerate(entries) if i != chosen and key[0] == top]
+    return chosen, tied
+
+
+def best_cell(cells: pd.DataFrame) -> Best | None:
+    """The best finished cell of `cells` (`cells_frame`) by `BEST_RULE`, pruned cells left
+    out (their accuracy is an early epoch's), with the cells it tied with; None when none
+    finished."""
+    done = finished_accuracy(cells)
+    done = done[done["outcome"] != "pruned"]
+    if done.empty:
+        return None
+    rows = list(done.itertuples(index=False))
+    chosen, tied = choose_best([(best_order(r.test_acc, r.best_val_acc, r.index), r.name)
+                                for r in rows])
+    row = rows[chosen]
+    return Best(row.name, row.run_id, row.cell, float(row.test_acc), tuple(tied), BEST_RULE)
 
 
 def finished_accuracy(cells: pd.DataFrame) -> pd.DataFrame:

@@ -116,9 +116,10 @@ def _cell_status(store: Store, index: int, name: str, cell_id: str, runs: list,
 
 
 def render(status: dict) -> str:
-    """The status as a table, then the counts."""
-    header = ["#", "cell", "state", "epochs", "detail"]
-    rows = [[str(c["index"] + 1), c["name"], c["state"], str(c["epochs"] or "-"),
+    """The status as a table, then the counts. `index` is the cell's place in grid order from 0,
+    as its run's tag `gridrun.index` and the JSON status number it."""
+    header = ["index", "cell", "state", "epochs", "detail"]
+    rows = [[str(c["index"]), c["name"], c["state"], str(c["epochs"] or "-"),
              c["detail"].splitlines()[0][:100] if c["detail"] else ""] for c in status["cells"]]
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]

@@ -30,16 +30,26 @@ STATE = {"FAILED": "Failed", "RUNNING": "Running", "SCHEDULED": "Running", "KILL
 def table(experiment: str | None = None, grid: Grid | None = None,
           tracking_uri: str | None = None, view: str = "results", sort: str | None = None,
           pivot: tuple[str, str] | None = None, effects: bool = False,
-          compare: str | None = None) -> pd.DataFrame:
+          compare: str | None = None, all_cells: bool = False) -> pd.DataFrame:
     """The summary table of a grid (or of an experiment by name) as a DataFrame; `compare`, a
-    CSV file of published results (`read_reference`), adds them beside ours."""
+    CSV file of published results (`read_reference`), adds them beside ours.
+
+    Cells no launch has run yet are left out (a slice of 4 is 4 rows, not 24 of which 20 say
+    "Not run") and counted in `df.attrs["not_run"]`; `all_cells` keeps them, and so does a
+    grid none of whose cells ran (the table is then the plan)."""
     if grid is None and experiment is None:
         raise GridError("give a grid file or --experiment NAME")
     if view not in VIEWS:
         raise GridError(f"unknown view '{view}'; allowed: {', '.join(VIEWS)}", "--view")
     reference = read_reference(compare) if compare else None
-    return tabulate(cells_frame(experiment, grid, tracking_uri), view, sort, pivot, effects,
-                    reference)
+    cells = cells_frame(experiment, grid, tracking_uri)
+    not_run = cells["status"] == "NOT RUN"
+    left_out = 0
+    if not all_cells and not not_run.all():
+        cells, left_out = cells[~not_run].reset_index(drop=True), int(not_run.sum())
+    out = tabulate(cells, view, sort, pivot, effects, reference)
+    out.attrs["not_run"] = left_out
+    return out
 
 
 def read_reference(path: str) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,13 @@ class Grid:
                 if all(c.axes.get(axis) in levels for axis, levels in self.only.items())]
 
 
+def run_name(parts: list[str]) -> str:
+    """A cell's name from its levels, e.g. `leaky_nodrop-lr0_001-adam`: the name of its MLflow
+    run and of its logged model alike. MLflow refuses / : . % " ' in a logged model's name, so
+    they become `_` in both, and the Models tab names each model as its run is named."""
+    return re.sub(r"[/:.%\"']", "_", "-".join(parts))
+
+
 def format_value(value: Any) -> str:
     """A value as it appears in a level's label: `0.005`, lists as `32x64`."""
     if isinstance(value, (list, tuple)):
@@ -143,7 +151,7 @@ def expand(grid: Grid) -> list[Cell]:
         cells.append(Cell(
             index=len(cells),
             config=cfg,
-            name="-".join(parts) or grid.name,
+            name=run_name(parts) or run_name([grid.name]),
             label=labels[0] if labels else str(cfg["model.name"]),
             axes=chosen,
             id=cid,

@@ -2,6 +2,7 @@
 launch, one child run per cell.
 
     tags.py            every `gridrun.*` tag and param name, once
+    views.py           how a grid's experiment opens in `mlflow ui`: its kind, a saved results view
     store.py           the one client per process; URI checks; `Store`, the reads
     writes.py          what every run writer shares
     launch_run.py      the launch's parent run
@@ -13,7 +14,8 @@ launch, one child run per cell.
     claims.py          who trains which cell: claims, heartbeats, stale runs, the state folder
     inputs.py          a cell's splits as MLflow dataset inputs
     system_metrics.py  CPU, memory and GPU of each cell's worker, as MLflow system metrics
-    registry.py        the model registry: a logged model as a registered version
+    registry.py        the model registry: a logged model as a registered version (through
+                       `mlflow.register_model`)
 
 May import: `gridrun.train` (its records; claims read a checkpoint's metadata), `gridrun.data`,
 `gridrun.spec`, `gridrun.errors`. Nothing here trains.

@@ -4,22 +4,25 @@ Several launches may run one grid at once (two terminals, two machines on one tr
 and a launch may die at any moment (kill -9, a closed laptop). The tracking store is the one
 place they all see, so it holds the claims (Optuna's trial claims and heartbeats, on MLflow):
 
-- A cell's RUNNING run *is* its claim. Its owner is the launch named by the run's latest param
+- A cell's RUNNING run *is* its claim. Its owner is the launch named by the run's latest tag
   `gridrun.claim.<n>` (value: "token host pid since"). The owner beats the run's tag
   `gridrun.heartbeat` every `HEARTBEAT_SECONDS` (10 s) from a thread of the launching process.
 - A RUNNING run is **stale** when its owner is surely gone: its last sign of life (heartbeat,
   claim, start) is older than `STALE_SECONDS` (60 s), or its owner ran on this host and that
   process no longer exists (so a relaunch after kill -9 on the same machine need not wait).
-- **Taking over** a stale or KILLED run is a compare-and-set: write `gridrun.claim.<n>` for the
-  n claims seen. MLflow never changes a logged param (the params table's primary key, on SQLite
-  and on the PostgreSQL behind an `mlflow server` alike), so of two launches racing for the same
-  run exactly one write lands, and the other launch moves on.
+- **Taking over** a stale or KILLED run is a compare-and-set on claim n, for the n claims seen:
+  creating the experiment `gridrun-claim/<run id>/<n>`. MLflow keeps experiment names unique,
+  deleted ones included (on SQLite and on the PostgreSQL behind an `mlflow server` alike), so
+  of two launches racing for the same run exactly one creation lands, and the other launch
+  moves on. The winner deletes that experiment at once and writes the claim's tag
+  (`ledger.MlflowLedger.claim`): nothing of the protocol is in a run's params, which are the
+  researcher's.
 - **Creating** a run for a cell nobody holds: create it, then look again; a launch that sees a
   rival (a FINISHED run, or another live RUNNING one) withdraws its own run (ended and moved to
   MLflow's trash) and, if the rival also withdrew, tries again after a random pause. Two
   launches can both withdraw; they cannot both keep a run.
 
-We chose runs, params and tags over a lock file because they work unchanged on a SQLite file
+We chose runs, tags and experiment names over a lock file because they work unchanged on a SQLite file
 and on an `mlflow server` shared by several machines, and a claim then dies with its heartbeat.
 
 A resumed cell continues into the same run from its checkpoint, a file per cell under the

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import time
+from dataclasses import dataclass
 
 from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
@@ -19,7 +20,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_SOURCE_TYPE,
 )
 
-from ..spec.grid import Grid
+from ..spec.grid import Cell, Grid
 from . import tags as T
 from .writes import RunWrites, format_param, now_ms
 
@@ -44,6 +45,36 @@ def source_tags(grid: Grid, project_run=None) -> dict[str, str]:
     return tags
 
 
+@dataclass(frozen=True)
+class Best:
+    """A study's best cell (chosen by `results.frames.best_cell`), as a launch run records it."""
+    name: str
+    run_id: str
+    cell: str  # its cell id
+    test_acc: float
+    tied_with: tuple[str, ...] = ()  # cells with the same test accuracy that the rule passed over
+    why: str = ""  # the rule, said when there was a tie
+
+
+def describe(best: Best) -> str:
+    """`leaky_nodrop-lr0_001-adam, test accuracy 0.5115`, and the tie when there was one."""
+    tie = (f"; tied with {', '.join(best.tied_with)}, chosen by the rule: {best.why}"
+           if best.tied_with else "")
+    return f"{best.name}, test accuracy {best.test_acc:.4f}{tie}"
+
+
+def levels_of(grid: Grid, cells: list[Cell] | None) -> dict[str, list[str]]:
+    """Each axis's levels that `cells` take (all of them without cells), in the grid's order."""
+    if not cells:
+        return {a.name: a.labels() for a in grid.axes}
+    taken: dict[str, set[str]] = {a.name: set() for a in grid.axes}
+    for cell in cells:
+        for axis, level in cell.axes.items():
+            taken.setdefault(axis, set()).add(level)
+    return {a.name: [label for label in a.labels() if label in taken[a.name]]
+            for a in grid.axes if taken[a.name]}
+
+
 class LaunchRun(RunWrites):
     """Writes on a launch's parent run. `source_tags` (set by `start`) are the launch's
     MLflow Source, which its cells carry too."""
@@ -53,9 +84,11 @@ class LaunchRun(RunWrites):
         self.source_tags: dict[str, str] = {}
 
     def start(self, experiment_id: str, grid: Grid, cells_planned: int,
-                     extra_tags: dict[str, str] | None = None) -> str:
-        """The launch's parent run. Under `mlflow run`, the project's own run is adopted when it
-        is in the grid's experiment, and otherwise linked to the new parent by tags."""
+              cells: list[Cell] | None = None, extra_tags: dict[str, str] | None = None) -> str:
+        """The launch's parent run, setting out to train `cells_planned` cells: `cells`, when
+        known in advance (all of the grid's axes when not: a search). Under `mlflow run`, the
+        project's own run is adopted when it is in the grid's experiment, and otherwise linked
+        to the new parent by tags."""
         tags = {T.KIND: "launch", T.GRID: grid.name, T.GRID_FILE: grid.path,
                 T.CELLS: str(cells_planned), **(extra_tags or {})}
         described = f"{grid.description.strip()}\n\n" if grid.description else ""
@@ -77,7 +110,7 @@ class LaunchRun(RunWrites):
                 self.client.set_tag(run_id, T.PROJECT_RUN, project_run.info.run_id)
                 self.client.set_tag(project_run.info.run_id, T.LAUNCH_RUN, run_id)
                 self.client.set_tag(project_run.info.run_id, T.EXPERIMENT, grid.name)
-        self._log_grid(experiment_id, run_id, grid, logged_params)
+        self._log_grid(experiment_id, run_id, grid, cells, logged_params)
         file_name = os.path.basename(grid.path)
         self.client.log_text(run_id, grid.text,
                              file_name if file_name.endswith((".yaml", ".yml")) else "grid.yaml")
@@ -90,15 +123,16 @@ class LaunchRun(RunWrites):
                 f"{axis}={','.join(levels)}" for axis, levels in grid.only.items()))
         return run_id
 
-    def _log_grid(self, experiment_id: str, run_id: str, grid: Grid,
+    def _log_grid(self, experiment_id: str, run_id: str, grid: Grid, cells: list[Cell] | None,
                   logged_params: dict[str, str]) -> None:
-        """The grid on its launch's run, as params a user can filter and compare launches by:
-        every fixed setting (`fixed.<key>`, --set overrides included), every axis with its
-        levels (`axis.<name>`), the seeds and the schedule. The experiment says what the grid
-        file says: its description as the experiment's note, the file as a tag."""
-        params = {f"fixed.{k}": format_param(v) for k, v in {**grid.fixed,
-                                                                **grid.overrides}.items()}
-        params.update({f"axis.{a.name}": ", ".join(a.labels()) for a in grid.axes})
+        """What the launch trains, as params a user can filter and compare launches by: each
+        axis with the levels of this launch's cells (`axis.<name>`: a slice or a resumed
+        launch names only what it trains), the seeds and the schedule. The fixed settings are
+        on every cell's run and in the grid file logged beside (as params here they doubled
+        the experiment's parameter list). The experiment says what the grid file says: its
+        description as the experiment's note, the file as a tag."""
+        params = {f"axis.{name}": ", ".join(levels)
+                  for name, levels in levels_of(grid, cells).items()}
         if grid.seeds:
             params["seeds"] = ", ".join(map(str, grid.seeds))
         params["schedule"] = grid.schedule.name
@@ -118,17 +152,30 @@ class LaunchRun(RunWrites):
             return None
 
     def end(self, run_id: str, status: str, counts: dict[str, int],
-                   figures: dict[str, float] | None = None) -> None:
-        """Close the parent run with the launch's cell counts as tags (`gridrun.cells_ran`, ...)
-        and `figures` (what recording a cell cost) as metrics.
+            record_seconds: list[float] | None = None, best: Best | None = None) -> None:
+        """Close the parent run with the study's result and the launch's bookkeeping.
 
-        The counts are bookkeeping, not measurements: as metrics MLflow's chart view drew a
-        `cells_planned` chart beside every `val_acc` chart of the experiment. As tags they sit
-        on the launch's overview and still filter (`tags.gridrun.cells_failed = '0'`)."""
-        ts = now_ms()
-        metrics = [Metric(k, float(v), ts, 0) for k, v in (figures or {}).items()]
-        tags = [RunTag(T.cells_count(k), str(v)) for k, v in counts.items()]
-        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        The result is the one metric of a launch run, `best_test_acc`: the best finished cell
+        of the grid when the launch ended (the study as it stands, whichever launches trained
+        its cells), with its name and run as tags (`gridrun.best_cell`, `gridrun.best_run`) and
+        in the run's description, a tie named there.
+        The counts (`gridrun.cells_ran`, ...) and what recording a cell cost
+        (`gridrun.record_seconds`, "mean max") are bookkeeping, not measurements: as metrics
+        MLflow's chart view opened on a `record_seconds_max` chart and drew `cells_planned`
+        beside every accuracy chart. As tags they sit on the launch's overview and still
+        filter (`tags.gridrun.cells_failed = '0'`)."""
+        tags = {T.cells_count(k): str(v) for k, v in counts.items()}
+        if record_seconds:
+            tags[T.RECORD_SECONDS] = (f"{sum(record_seconds) / len(record_seconds):.3f} "
+                                      f"{max(record_seconds):.3f}")
+        metrics = []
+        if best is not None:
+            metrics.append(Metric(T.BEST_TEST_ACC, float(best.test_acc), now_ms(), 0))
+            tags.update({T.BEST_CELL: best.name, T.BEST_RUN: best.run_id})
+            note = self.client.get_run(run_id).data.tags.get(MLFLOW_RUN_NOTE, "")
+            tags[MLFLOW_RUN_NOTE] = f"{note}\n\nBest cell of the grid: {describe(best)}.".lstrip()
+        self.client.log_batch(run_id, metrics=metrics,
+                              tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.set_terminated(run_id, status)
 
     def close(self, run_id: str, reason: str, status: str) -> None:

@@ -1,15 +1,15 @@
-"""The ledger the claims protocol (`claims.py`) reads and writes: runs, their claim params, their
+"""The ledger the claims protocol (`claims.py`) reads and writes: runs, their claims, their
 heartbeats. As Optuna's storages sit behind `BaseStorage` and its heartbeats behind
 `BaseHeartbeat`, the protocol sees only this small interface:
 
 - `MlflowLedger`: the real one, the runs of one experiment in a tracking store (SQLite, or an
   `mlflow server` shared by several machines).
 - `MemoryLedger`: the same rules in a dict, for unit tests of the protocol (races, takeovers,
-  stale runs) that need no store. Its `claim` is the same compare-and-set as MLflow's: a param,
-  once written, never changes.
+  stale runs) that need no store. Its `claim` is the same compare-and-set as MLflow's: claim n
+  of a run can be won once.
 
 A run is read as MLflow returns it: `run.info.run_id`, `.status`, `.start_time` (ms) and
-`run.data.tags` / `.params`; the memory ledger hands out objects of that shape.
+`run.data.tags`; the memory ledger hands out objects of that shape.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from mlflow.exceptions import MlflowException
 
 from . import tags as T
+from .liveness import STALE_SECONDS, Owner
 
 if TYPE_CHECKING:
     from ..spec.grid import Cell, Grid
@@ -74,24 +75,51 @@ class MlflowLedger:
 
     def create_cell_run(self, parent_id, cell, grid, first_claim, tags) -> str:
         return self.recorder.cells.start(self.experiment_id, parent_id, cell, grid,
-                                         extra_params={T.claim(0): first_claim},
-                                         extra_tags=tags)
+                                         extra_tags={**tags, T.claim(0): first_claim})
 
     def claim(self, run_id: str, n: int, owner: str) -> bool:
-        """Write param gridrun.claim.<n> = owner: True when this call wrote it (or it already
-        held `owner`), False when another owner wrote it first. One `log_param` is one
-        insert under the params table's primary key, so two launches racing for the same n
-        (on SQLite or behind an `mlflow server`) cannot both win."""
+        """Win claim n of a run for `owner`: True when this call won it (or `owner` already
+        had), False when another owner did first or the run went to the trash (a rival
+        launch withdrew it).
+
+        The compare-and-set is the creation of an experiment named
+        `gridrun-claim/<run id>/<n>`: MLflow keeps experiment names unique, the deleted ones
+        included (a unique index on SQLite and on the PostgreSQL behind an `mlflow server`),
+        so of two launches racing for the same n exactly one creates it. The winner deletes
+        it at once (MLflow's experiment list shows it no more; the name stays taken) and
+        writes the tag `gridrun.claim.<n>` on the run, where every reader finds the owner.
+        Claims used to be params, whose keys MLflow never rewrites; as params they filled the
+        researcher's parameter list, and now only the tag is on the run."""
+        client = self.recorder.client
+        run = client.get_run(run_id)
+        if run.info.lifecycle_stage != "active":
+            return False
+        name = T.claim_experiment(run_id, n)
         try:
-            self.recorder.client.log_param(run_id, T.claim(n), owner)
-            return True
+            client.delete_experiment(client.create_experiment(name, tags={T.OWNER: owner}))
         except MlflowException as e:
-            # another owner wrote claim n first, or the run went to the trash meanwhile (a
-            # rival launch withdrew it): either way the run is not ours
-            if e.error_code == "INVALID_PARAMETER_VALUE" and (
-                    "Changing param" in str(e) or "'active' state" in str(e)):
-                return False
-            raise
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self._lost_claim(run_id, n, name, owner)
+        client.set_tag(run_id, T.claim(n), owner)
+        return True
+
+    def _lost_claim(self, run_id: str, n: int, name: str, owner: str) -> bool:
+        """Claim n was won by the owner named on its experiment. When that was us, the claim
+        holds. When its winner died between winning and writing its tag (the run shows fewer
+        than n + 1 claims long after), the tag is written for it, so the next claimer asks for
+        n + 1 and the run is not blocked for ever."""
+        won = self.recorder.client.get_experiment_by_name(name)
+        winner = won.tags.get(T.OWNER, "") if won is not None else ""
+        if winner == owner:
+            self.recorder.client.set_tag(run_id, T.claim(n), owner)
+            return True
+        parsed = Owner.parse(winner)
+        tags = self.recorder.client.get_run(run_id).data.tags
+        if parsed is not None and T.claim(n) not in tags and \
+                time.time() - parsed.since > STALE_SECONDS:
+            self.recorder.client.set_tag(run_id, T.claim(n), winner)
+        return False
 
     def reopen(self, run_id: str, tags: dict[str, str]) -> None:
         """A KILLED (or stale RUNNING) run this launch now owns: RUNNING again, with its tags."""
@@ -124,6 +152,7 @@ class MemoryLedger:
     def __init__(self):
         self.runs: dict[str, SimpleNamespace] = {}
         self.steps: dict[str, set[int]] = {}
+        self.claims: dict[tuple[str, int], str] = {}  # (run, n) -> its owner: won once
         self._ids = itertools.count()
         self._lock = threading.Lock()
 
@@ -165,8 +194,7 @@ class MemoryLedger:
         return set(self.steps.get(run_id, ()))
 
     def create_cell_run(self, parent_id, cell, grid, first_claim, tags) -> str:
-        run_id = self.add_run("cell", tags={T.CELL: cell.id, **tags},
-                              params={T.claim(0): first_claim})
+        run_id = self.add_run("cell", tags={T.CELL: cell.id, **tags, T.claim(0): first_claim})
         self.runs[run_id].info.start_time += next(self._ids)  # newest first, also within a ms
         return run_id
 
@@ -175,7 +203,9 @@ class MemoryLedger:
             run = self.runs[run_id]
             if run.info.lifecycle_stage != "active":
                 return False
-            held = run.data.params.setdefault(T.claim(n), owner)
+            held = self.claims.setdefault((run_id, n), owner)
+            if held == owner:
+                run.data.tags[T.claim(n)] = owner
             return held == owner
 
     def reopen(self, run_id: str, tags: dict[str, str]) -> None:

@@ -33,12 +33,13 @@ class Owner:
 
 
 def claims_of(run) -> list[Owner | None]:
-    """A run's owners, in order (index n: param gridrun.claim.<n>)."""
-    params = run.data.params
+    """A run's owners, in order (index n: tag gridrun.claim.<n>; None where a claim was won
+    but its owner never wrote the tag)."""
     skip = len(T.CLAIM_PREFIX)
-    found = {int(k[skip:]): v for k, v in params.items()
+    found = {int(k[skip:]): v for k, v in run.data.tags.items()
              if k.startswith(T.CLAIM_PREFIX) and k[skip:].isdigit()}
-    return [Owner.parse(found[n]) if n in found else None for n in range(len(found))]
+    count = max(found, default=-1) + 1
+    return [Owner.parse(found[n]) if n in found else None for n in range(count)]
 
 
 def process_alive(pid: int) -> bool:

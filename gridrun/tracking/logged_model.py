@@ -3,11 +3,11 @@ cell and carrying the cell's config. The only tracking module that imports torch
 when a model is logged)."""
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric
 
+from ..spec.grid import run_name
 from .store import global_tracking_uri
 from .writes import MAX_PARAM_LENGTH, format_param
 
@@ -16,10 +16,10 @@ if TYPE_CHECKING:
 
     from .recorder import Recorder
 
-def model_name(run_name: str) -> str:
-    """A logged model's name from its cell's run name: MLflow refuses / : . % " ' in model
-    names, so `lr0.01-adam` becomes `lr0_01-adam`."""
-    return re.sub(r"[/:.%\"']", "_", run_name) or "model"
+def model_name(name: str) -> str:
+    """A logged model's name: its cell's run name, already one MLflow takes
+    (`spec.grid.run_name`); any other name made one the same way."""
+    return run_name([name]) or "model"
 
 
 def log_model(recorder: Recorder, experiment_id: str, run_id: str, model: torch.nn.Module,

@@ -4,12 +4,18 @@ in the launching process, whatever executes the cells; worker processes never op
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from mlflow.exceptions import MlflowException
 
 from .cell_run import CellRuns
 from .launch_run import LaunchRun
 from .store import Store
+from .views import experiment_view_tags
 from .writes import RunWrites
+
+if TYPE_CHECKING:
+    from ..spec.grid import Grid
 
 
 class Recorder(RunWrites):
@@ -22,18 +28,24 @@ class Recorder(RunWrites):
         self.launch = LaunchRun(self.client)
         self.cells = CellRuns(self.client, self.launch)
 
-    def experiment_id(self, name: str) -> str:
-        """The grid's experiment, created (or restored from the trash) for writing."""
+    def experiment_id(self, name: str, grid: Grid | None = None) -> str:
+        """The grid's experiment, created (or restored from the trash) for writing; with `grid`,
+        made to open in `mlflow ui` as a study (`views.experiment_view_tags`)."""
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             try:
-                return self.client.create_experiment(name)
+                created = self.client.create_experiment(
+                    name, tags=experiment_view_tags(grid, {}) if grid is not None else None)
+                return created
             except MlflowException as e:  # another launch of the grid created it just now
                 if e.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
                 exp = self.client.get_experiment_by_name(name)
         if exp.lifecycle_stage == "deleted":
             self.client.restore_experiment(exp.experiment_id)
+        if grid is not None:
+            for key, value in experiment_view_tags(grid, exp.tags).items():
+                self.client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
 
 

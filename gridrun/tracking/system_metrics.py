@@ -15,8 +15,12 @@ when `nvidia-ml-py` is installed) and logs under MLflow's `system/` prefix, whic
 - `system/gpu_utilization_percentage` and `system/gpu_memory_usage_megabytes`: the GPU the
   worker holds memory on, and the worker's memory there.
 
-Each sample is logged at step = its number, as MLflow's monitor does. Workers on another machine
-(Ray actors elsewhere) are not sampled: their process is not here to read.
+Each sample is logged at step = its number, as MLflow's monitor does: one when the cell starts
+(its memory; CPU since the worker was primed), one every interval, one after each epoch (the
+worker is alive then; by the time the writer hears a cell finished, a worker with no more
+cells may have exited), so a cell shorter than the interval still has its figures from start
+to end. Workers on another machine (Ray actors elsewhere) are not sampled: their process is not
+here to read.
 """
 from __future__ import annotations
 
@@ -53,13 +57,23 @@ class WorkerSampler:
             return
         with self._lock:
             self._watched[run_id] = (process, 0)
+            self._log(run_id)  # the start's sample
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="gridrun-system-metrics",
                                             daemon=True)
             self._thread.start()
 
-    def forget(self, run_id: str) -> None:
+    def epoch_done(self, run_id: str) -> None:
+        """A sample at the end of one of the cell's epochs."""
         with self._lock:
+            if run_id in self._watched:
+                self._log(run_id)
+
+    def forget(self, run_id: str) -> None:
+        """The cell's last sample (its run is about to end), then no more."""
+        with self._lock:
+            if run_id in self._watched:
+                self._log(run_id)
             self._watched.pop(run_id, None)
 
     def stop(self) -> None:
@@ -70,17 +84,22 @@ class WorkerSampler:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             with self._lock:  # forget() waits for a sample in flight: none after FINISHED
-                for run_id, (process, step) in list(self._watched.items()):
-                    figures = self.sample(process)
-                    if figures is None:
-                        continue
-                    now = int(time.time() * 1000)
-                    try:
-                        self.client.log_batch(run_id, metrics=[
-                            Metric(key, value, now, step) for key, value in figures.items()])
-                    except Exception:  # noqa: BLE001 - a lost sample never stops a launch
-                        continue
-                    self._watched[run_id] = (process, step + 1)
+                for run_id in list(self._watched):
+                    self._log(run_id)
+
+    def _log(self, run_id: str) -> None:
+        """One sample of the run's worker, logged at the next step (the caller holds the lock)."""
+        process, step = self._watched[run_id]
+        figures = self.sample(process)
+        if figures is None:
+            return
+        now = int(time.time() * 1000)
+        try:
+            self.client.log_batch(run_id, metrics=[
+                Metric(key, value, now, step) for key, value in figures.items()])
+        except Exception:  # noqa: BLE001 - a lost sample never stops a launch
+            return
+        self._watched[run_id] = (process, step + 1)
 
     def sample(self, process) -> dict[str, float] | None:
         """One reading of `process` (CPU since the previous reading), or None when it is gone."""

@@ -2,9 +2,16 @@
 
 Runs of an experiment (one experiment per grid):
   launch run   one per `gridrun launch` (the parent): KIND=launch, GRID, GRID_FILE, CELLS,
-               OVERRIDES, ONLY, the owner's HOST/PID/OWNER/HEARTBEAT, CELLS_PREFIX+count
+               OVERRIDES, ONLY, the owner's HOST/PID/OWNER/HEARTBEAT, CELLS_PREFIX+count,
+               at its end BEST_CELL/BEST_RUN (and the metric BEST_TEST_ACC) and RECORD_SECONDS
   cell run     one per cell (a child): KIND=cell, CELL, CONFIG, INDEX, LABEL, GRID,
-               AXIS_PREFIX+axis, OUTCOME, REASON, and while trained the claim's tags
+               AXIS_PREFIX+axis, OUTCOME, REASON, PARAMS_TOTAL, and while trained the claim's
+               tags (CLAIM_PREFIX+n, HOST, PID, HEARTBEAT, LAUNCH)
+
+Only what a researcher compares is a param or a metric: the cell's resolved config, its level
+on each axis by the axis's name (`variant = relu_bn`), its per-epoch and final figures. Who
+trained it, when it beat, what recording cost and how big the model is are tags, so MLflow's
+parameter lists, parallel coordinates and chart view show the science alone.
 
 Params and tags are strings; `gridrun status`, `summary` and the claims filter on them
 (`tags.\\`gridrun.kind\\` = 'cell'`), so a renamed constant here renames it everywhere.
@@ -33,6 +40,8 @@ ERROR = "gridrun.error"  # the last error; ERROR + "." + n: the error of try n (
 DEVICE = "gridrun.device"
 DATA_SOURCE = "gridrun.data_source"
 BEST_OF_LAUNCH = "gridrun.best_of_launch"  # on the launch's best cell: the launch run's id
+PARAMS_TOTAL = "gridrun.params_total"  # the model's size: a tag, not a metric to chart
+PARAMS_TRAINABLE = "gridrun.params_trainable"
 
 # the launch run
 CELLS = "gridrun.cells"  # cells this launch set out to train
@@ -42,9 +51,14 @@ ONLY = "gridrun.only"  # --only: the slice of the grid a launch ran
 PROJECT_RUN = "gridrun.project_run"  # under `mlflow run`: the project's run, linked both ways
 LAUNCH_RUN = "gridrun.launch_run"
 EXPERIMENT = "gridrun.experiment"
+BEST_CELL = "gridrun.best_cell"  # the grid's best finished cell when the launch ended: its name
+BEST_RUN = "gridrun.best_run"  # ... and its run id
+BEST_TEST_ACC = "best_test_acc"  # a metric of the launch run: the study's result
+RECORD_SECONDS = "gridrun.record_seconds"  # "mean max" seconds the writer took per cell
 
 # claims and liveness (`gridrun.tracking.claims`)
-CLAIM_PREFIX = "gridrun.claim."  # + n, a param: the n-th owner of a run (0: its creator)
+CLAIM_PREFIX = "gridrun.claim."  # + n, a tag: the n-th owner of a run (0: its creator)
+CLAIM_EXPERIMENT = "gridrun-claim/"  # + run id/n: the name whose creation wins claim n
 HEARTBEAT = "gridrun.heartbeat"  # unix seconds of the owner's last beat
 HOST = "gridrun.host"
 PID = "gridrun.pid"
@@ -55,6 +69,13 @@ WITHDRAWN = "gridrun.withdrawn"  # a run that lost a claim race, on its way to t
 
 # registered models (`summary --register`)
 CELL_NAME = "gridrun.cell_name"
+CHOSEN_BY = "gridrun.chosen_by"  # the rule that chose the cell, and the cells it tied with
+
+# the experiment
+EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow's web app: which view an experiment opens in
+MODEL_TRAINING = "custom_model_development"  # ... its "Model training" view
+SAVED_VIEW_PREFIX = "mlflow.sharedViewState."  # + id: a saved view of the runs page
+RESULTS_VIEW = "gridrun-results"  # the id of the view gridrun saves on a grid's experiment
 
 
 def axis(name: str) -> str:
@@ -71,6 +92,10 @@ def cells_count(what: str) -> str:
 
 def claim(n: int) -> str:
     return f"{CLAIM_PREFIX}{n}"
+
+
+def claim_experiment(run_id: str, n: int) -> str:
+    return f"{CLAIM_EXPERIMENT}{run_id}/{n}"
 
 
 def of_kind(kind: str) -> str:

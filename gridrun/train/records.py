@@ -51,8 +51,7 @@ class CellResult:
     def final_metrics(self) -> dict[str, float]:
         return {"test_acc": self.test_acc, "test_loss": self.test_loss,
                 "best_val_acc": self.best_val_acc, "epochs_needed": self.epochs_needed,
-                "epochs_run": self.epochs_run, "duration_s": self.duration_s,
-                "params_total": self.params_total, "params_trainable": self.params_trainable}
+                "epochs_run": self.epochs_run, "duration_s": self.duration_s}
 
 
 @dataclass(frozen=True)

@@ -198,10 +198,17 @@ def test_status_shows_a_live_launchs_cells_running_and_exits_0_only_at_the_end(g
         assert now.returncode == 1
         found = json.loads(now.stdout)
         running = [c for c in found["cells"] if c["state"] == "running"]
-        assert len(running) == 1  # one worker: one cell at a time
-        assert found["counts"]["pending"] + found["counts"]["finished"] == 2
-        assert running[0]["host"] == socket.gethostname()
-        assert 0 <= running[0]["heartbeat_age_s"] < 60 and running[0]["epochs"] >= 2
+        # one worker: one cell trains at a time. The status may come while the writer still
+        # records a cell that has trained its last epoch and the worker has begun the next
+        # (the status command takes seconds to start; digits epochs take a fraction of one)
+        training = [c for c in running if 0 < c["epochs"] < EPOCHS]
+        assert 1 <= len(running) <= 2 and len(training) <= 1, running
+        if len(running) == 2:
+            assert sorted(c["epochs"] for c in running)[0] <= 1, running
+        assert found["counts"]["pending"] + found["counts"]["finished"] == 3 - len(running)
+        assert {c["host"] for c in running} == {socket.gethostname()}
+        assert all(0 <= c["heartbeat_age_s"] < 60 for c in running)
+        assert max(c["epochs"] for c in running) >= 2
         proc.stdout.read()
         assert proc.wait(timeout=600) == 0
     finally:

@@ -291,7 +291,8 @@ def test_each_cell_carries_its_workers_system_metrics(write_grid, tracking_uri):
                 "system/system_memory_usage_megabytes"} <= set(run.data.metrics), run.info.run_name
         rss = client.get_metric_history(run.info.run_id, "system/process_memory_rss_megabytes")
         assert [m.step for m in rss] == list(range(len(rss)))
-        assert all(50 < m.value < 8000 for m in rss), "a worker holding torch and a model"
+        assert all(50 < m.value < 8000 for m in rss), ("a worker holding torch and a model",
+                                                       [m.value for m in rss])
         assert max(m.timestamp for m in rss) <= run.info.end_time
         cores = client.get_metric_history(run.info.run_id, "system/process_cpu_cores")
         assert max(m.value for m in cores) > 0.3, "a training worker is busy"

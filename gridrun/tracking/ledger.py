@@ -98,7 +98,10 @@ class MlflowLedger:
         try:
             client.delete_experiment(client.create_experiment(name, tags={T.OWNER: owner}))
         except MlflowException as e:
-            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            # RESOURCE_ALREADY_EXISTS, or whatever a server makes of the unique index's
+            # error when two creations meet: the name exists, so the claim was someone's
+            if e.error_code != "RESOURCE_ALREADY_EXISTS" and \
+                    client.get_experiment_by_name(name) is None:
                 raise
             return self._lost_claim(run_id, n, name, owner)
         client.set_tag(run_id, T.claim(n), owner)

@@ -45,7 +45,10 @@ class Recorder(RunWrites):
             self.client.restore_experiment(exp.experiment_id)
         if grid is not None:
             for key, value in experiment_view_tags(grid, exp.tags).items():
-                self.client.set_experiment_tag(exp.experiment_id, key, value)
+                try:
+                    self.client.set_experiment_tag(exp.experiment_id, key, value)
+                except MlflowException:  # two launches writing it at once: one write is enough
+                    pass
         return exp.experiment_id
 
 

@@ -70,10 +70,10 @@ class WorkerSampler:
                 self._log(run_id)
 
     def forget(self, run_id: str) -> None:
-        """The cell's last sample (its run is about to end), then no more."""
+        """No more samples: the run is about to end. (No last sample here: by now a worker with
+        no more cells may be exiting, and an exiting process reads as a few megabytes; the
+        sample after the cell's last epoch is its end.)"""
         with self._lock:
-            if run_id in self._watched:
-                self._log(run_id)
             self._watched.pop(run_id, None)
 
     def stop(self) -> None:

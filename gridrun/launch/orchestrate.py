@@ -137,13 +137,14 @@ def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims,
                     engine.local_pid)
     writer.source = ClaimedCells(plan.cells(), claims, writer.passed_over)
     status = "FINISHED"
+    cells_now = None  # the grid's cells as the store has them at the end, read once
     try:
         for event in engine.run(writer.source, plan.decide if plan.decides else None,
                                 claims.checkpoint_for):
             writer.handle(event)
         writer.record_best()
         try:
-            record_grid(recorder, report.parent_run_id, grid)
+            cells_now = record_grid(recorder, report.parent_run_id, grid)
         except Exception as e:  # noqa: BLE001 - the cells are recorded; the plots are extras
             warnings.warn(f"could not log the grid's summary plots: {e}", stacklevel=2)
     except BaseException as e:
@@ -154,14 +155,17 @@ def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims,
     finally:
         writer.stop_sampling()
         claims.stop_beating()
-        _end_launch(recorder, report, writer, grid, status)
+        _end_launch(recorder, report, writer, grid, status, cells_now)
 
 
-def _study_best(recorder: Recorder, grid: Grid):
-    """The grid's best finished cell now, whichever launches trained it (None: none yet)."""
+def _study_best(recorder: Recorder, grid: Grid, cells=None):
+    """The grid's best finished cell now, whichever launches trained it (None: none yet), from
+    `cells` when the grid's figures already read them."""
     from ..results.frames import best_cell, cells_frame
     try:
-        return best_cell(cells_frame(grid=grid, tracking_uri=recorder.tracking_uri))
+        if cells is None:
+            cells = cells_frame(grid=grid, tracking_uri=recorder.tracking_uri)
+        return best_cell(cells)
     except Exception as e:  # noqa: BLE001 - the cells are recorded; the parent's line is extra
         warnings.warn(f"could not find the grid's best cell: {e}", stacklevel=2)
         return None
@@ -173,11 +177,11 @@ def _setting(given, section: dict, key: str, default):
 
 
 def _end_launch(recorder: Recorder, report: LaunchReport, writer: Writer, grid: Grid,
-                status: str) -> None:
+                status: str, cells=None) -> None:
     counts = {"planned": report.planned, "skipped": report.skipped, "ran": report.ran,
               "failed": report.failed, "resumed": report.resumed, "elsewhere": report.elsewhere}
     if status != "KILLED":  # an interrupted launch closes its run at once
-        report.best = _study_best(recorder, grid)
+        report.best = _study_best(recorder, grid, cells)
     recorder.launch.end(report.parent_run_id,
                         "FAILED" if status == "FINISHED" and report.failed else status, counts,
                         writer.record_seconds, report.best)

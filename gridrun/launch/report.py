@@ -39,7 +39,7 @@ class LaunchReport:
     outcomes: dict[str, str] = field(default_factory=dict)  # run_id -> outcome, for this launch
     tracking_uri: str = ""
     workers: int = 1
-    best: Best | None = None  # this launch's best cell (`Writer.best_cell`)
+    best: Best | None = None  # the grid's best finished cell when the launch ended
     ui_url: str = ""  # where `mlflow ui` (or the tracking server) shows the results
     ui_command: str | None = None  # what serves that page for a local store
 

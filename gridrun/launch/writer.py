@@ -226,8 +226,9 @@ def record_result(recorder: Recorder, experiment_id: str, run_id: str, cell: Cel
     recorder.cells.finish(run_id, result, cell, model_id)
 
 
-def record_grid(recorder: Recorder, parent_run_id: str, grid: Grid) -> None:
-    """The grid-level figures and the results table, on the launch's parent run."""
+def record_grid(recorder: Recorder, parent_run_id: str, grid: Grid):
+    """The grid-level figures and the results table, on the launch's parent run; returns the
+    cells' frame they were drawn from (`results.frames.cells_frame`)."""
     from ..results.figures import grid_plots
     from ..results.frames import cells_frame, factor_levels, factors
     from ..results.render import render
@@ -240,6 +241,7 @@ def record_grid(recorder: Recorder, parent_run_id: str, grid: Grid) -> None:
         (Path(folder) / "summary.md").write_text(
             render(tabulate(cells), "markdown"))
         recorder.log_files(parent_run_id, Path(folder))
+    return cells
 
 
 def _scheduled(cell: Cell) -> bool:

@@ -34,9 +34,8 @@ class Recorder(RunWrites):
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             try:
-                created = self.client.create_experiment(
+                return self.client.create_experiment(
                     name, tags=experiment_view_tags(grid, {}) if grid is not None else None)
-                return created
             except MlflowException as e:  # another launch of the grid created it just now
                 if e.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise

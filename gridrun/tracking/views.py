@@ -36,7 +36,7 @@ def results_view_state(grid: Grid) -> dict:
     columns += [f"params.`{axis.name}`" for axis in grid.axes]
     columns += [f"metrics.`{m}`" for m in METRIC_COLUMNS[2:]]
     columns += [f"tags.`{T.OUTCOME}`", "attributes.`Models`"]
-    longest = max((len(c.name) for c in _named_cells(grid)), default=20)
+    longest = _longest_name(grid)
     return {
         "searchFilter": T.of_kind("cell"), "orderByKey": "metrics.`test_acc`",
         "orderByAsc": False, "startTime": "ALL", "lifecycleFilter": "Active",
@@ -82,11 +82,15 @@ def _charts(grid: Grid) -> list[dict]:
     return charts
 
 
-def _named_cells(grid: Grid):
-    try:
-        return grid.cells() if grid.search is None else []
-    except Exception:  # noqa: BLE001 - a view's width is no reason to fail a launch
-        return []
+def _longest_name(grid: Grid) -> int:
+    """At most how long a cell's run name is (`spec.grid.run_name`: its levels joined by "-",
+    a seed's `s<n>` last), from the axes' labels, without expanding the grid again."""
+    if not grid.axes:
+        return len(grid.name)
+    parts = [max(len(label) for label in axis.labels()) for axis in grid.axes]
+    if len(grid.seeds) > 1:
+        parts.append(1 + max(len(str(seed)) for seed in grid.seeds))
+    return sum(parts) + len(parts) - 1
 
 
 def saved_view(name: str, state: dict, created_ms: int | None = None) -> str:

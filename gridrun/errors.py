@@ -7,7 +7,8 @@ or a failure inside a cell, and is reported as such.
 
 
 class GridError(Exception):
-    """Bad input: the message names where (file, key) and what is allowed."""
+    """Bad input: the message names where (file, key) and what is allowed. A subclass with an
+    `exit_code` is a launch stopped for a reason outside it (a tracking server away too long)."""
 
     def __init__(self, message: str, where: str | None = None):
         self.where = where

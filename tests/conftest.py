@@ -80,32 +80,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """One real `mlflow server` (SQLite store, served artifacts) for the whole session: tests
-    that use it each work in an experiment of their own."""
-    tmp_path = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = open(tmp_path / "server.log", "w")
+def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
+    """A real `mlflow server` (SQLite store and served artifacts in `folder`) on `port`, in a
+    session of its own (its request workers die with it), answering when this returns."""
+    log = open(folder / "server.log", "a")
     proc = subprocess.Popen(
-        ["mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+        ["mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
+         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=folder,
+        start_new_session=True,
         # without MLflow's GenAI job runner: seven processes gridrun never uses
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    log.close()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:  # bounded wait for the server to answer
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
-                    break
+                    return proc
         except OSError:
             time.sleep(0.5)
-    else:
-        proc.terminate()
-        pytest.fail(f"mlflow server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
-    yield url
+    proc.terminate()
+    pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """One real `mlflow server` (SQLite store, served artifacts) for the whole session: tests
+    that use it each work in an experiment of their own."""
+    port = free_port()
+    proc = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"), port)
+    yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=30)
-    log.close()

@@ -53,6 +53,27 @@ CASES = [
      "2048], [8, 16, 32, 64]]\n", ["launch", "{grid}"], "more than model.max_params"),
     ("a dataset with one class", "fixed: {data.dataset: imagefolder, model.name: lenet}\n",
      ["launch", "{grid}", "--data-dir", "{onecls}"], "a classifier needs at least 2"),
+    # settings that can do nothing, trained without a word before
+    ("a schedule that can never prune", DIGITS + "schedule: {name: asha, min_epochs: 2}\n",
+     ["launch", "{grid}"], "schedule asha can never prune"),
+    ("--schedule asha on one-epoch cells", DIGITS, ["launch", "{grid}", "--schedule", "asha"],
+     "--schedule: schedule asha can never prune"),
+    ("a key that applies to no cell", DIGITS.replace("}", ", optim.name: adam, "
+     "optim.momentum: 0.5}"), ["launch", "{grid}"],
+     "optim.momentum does nothing here: it needs optim.name: sgd"),
+    ("an axis over a key that applies to no cell", DIGITS + "grid:\n  train.gamma: [0.1, 0.5]\n",
+     ["launch", "{grid}"], "train.gamma does nothing here"),
+    ("a step schedule that never steps", DIGITS.replace("}", ", train.scheduler: step, "
+     "train.step_size: 1}"), ["launch", "{grid}"], "the learning rate never decays"),
+    # names that reach MLflow, file names and terminals
+    ("a NUL in the grid's name", 'name: "study\\0one"\n' + DIGITS, ["launch", "{grid}"],
+     "name: contains the control character '\\x00'"),
+    ("a right-to-left override in a label", DIGITS + 'grid:\n  variant:\n    "a\\u202eb": {}\n',
+     ["launch", "{grid}"], "contains the control character '\\u202e'"),
+    ("an escape in an axis name", DIGITS + 'grid:\n  "v\\x1b[2J":\n    a: {}\n',
+     ["launch", "{grid}"], "contains the control character '\\x1b'"),
+    ("a NUL in a cell's experiment", None, ["cell", "--experiment", "a\x01b", "--set",
+                                            "data.dataset=digits"], "--experiment: contains"),
     # knowable before anything was created
     ("seed beyond 2^32", DIGITS.replace("}", ", seed: 4294967296}"), ["launch", "{grid}"],
      "seed: must be an integer in [0, 2^32 - 1]"),

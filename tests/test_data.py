@@ -97,6 +97,49 @@ def test_official_cifar10_batches_layout(tmp_path):
     assert torch.equal(images.train_x[0].flatten(), torch.from_numpy(first["data"][0]))
 
 
+class _RunsACommand:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_tampered_cifar10_batch_is_refused_in_one_line_and_never_runs(tmp_path, write_grid):
+    """The official layout is read with pickle; a batch that names anything but numpy arrays,
+    lists, bytes, str and int (here: a command) is refused before anything is built."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "data" / "cifar-10-batches-py"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    marker = tmp_path / "pwned"
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 255, (2, 3072), dtype=np.uint8), "labels": [0, 1],
+                 "filenames": [b"a.png", b"b.png"], "batch_label": "training batch"}
+        if name == "data_batch_3":
+            batch["labels"] = _RunsACommand(marker)
+        with open(root / name, "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+    with pytest.raises(GridError, match="refused CIFAR-10 batch data_batch_3: it names "
+                                        "posix.system"):
+        data.load_dataset("cifar10", tmp_path / "data")
+    grid = write_grid("""
+        name: tampered
+        fixed: {data.dataset: cifar10, model.name: lenet}
+    """)
+    done = subprocess.run([sys.executable, "-m", "gridrun.cli", "launch", str(grid),
+                           "--data-dir", str(tmp_path / "data")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
+    assert "refused CIFAR-10 batch data_batch_3" in done.stderr
+    assert not marker.exists()
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_digits_are_upscaled_rgb():
     images = data.load_dataset("digits")
     assert images.train_x.shape == (1437, 3, 32, 32) and images.test_x.shape == (360, 3, 32, 32)

@@ -1,14 +1,18 @@
 """`scripts/tracking-server`: a real `mlflow server` over a real PostgreSQL, started the way the
-README tells users to. A launch with 2 workers and a second launch of the same CIFAR-10 grid,
-against it at the same time: no lost metric, no duplicate cell."""
+docs tell users to, secure by default: anonymous requests and wrong passwords are refused, a
+launch with the launch user's credentials runs. A launch with 2 workers and a second launch of
+the same CIFAR-10 grid, against it at the same time: no lost metric, no duplicate cell."""
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 
 import pytest
 from mlflow import MlflowClient
@@ -44,22 +48,69 @@ def postgres_server():
     assert start.returncode == 0, start.stdout + start.stderr
     url = f"http://127.0.0.1:{port}"
     assert f"export MLFLOW_TRACKING_URI={url}" in start.stdout
-    yield url
+    user, password = re.search(r"export MLFLOW_TRACKING_USERNAME=(\S+) "
+                               r"MLFLOW_TRACKING_PASSWORD=(\S+)", start.stdout).groups()
+    secrets = os.path.join(folder, "secrets")
+    assert stat.S_IMODE(os.stat(secrets).st_mode) == 0o700
+    for name in ("admin-password", "launch.env", "pgpass", "postgres-password"):
+        assert stat.S_IMODE(os.stat(os.path.join(secrets, name)).st_mode) == 0o600, name
+    again = subprocess.run([str(SCRIPT), "start", "--dir", folder], capture_output=True,
+                           text=True, timeout=120)  # a second start prints no password
+    assert again.returncode == 0 and password not in again.stdout, again.stdout
+    yield url, {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
     stop = subprocess.run([str(SCRIPT), "stop", "--dir", folder, "--purge"],
                           capture_output=True, text=True, timeout=120)
     shutil.rmtree(folder, ignore_errors=True)
     assert stop.returncode == 0, stop.stderr
 
 
+def test_the_server_refuses_anonymous_requests_wrong_passwords_and_an_open_host(
+        postgres_server, tmp_path, monkeypatch):
+    url, credentials = postgres_server
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(url + "/api/2.0/mlflow/experiments/get-by-name?"
+                               "experiment_name=Default", timeout=30)
+    assert anonymous.value.code == 401
+
+    grid = tmp_path / "refused.yaml"
+    grid.write_text(GRID.replace("shared-server", "refused"))
+    wrong = {**os.environ, **credentials, "MLFLOW_TRACKING_PASSWORD": "not-the-password"}
+    done = subprocess.run([sys.executable, "-m", "gridrun.cli", "launch", str(grid),
+                           "--tracking-uri", url], cwd=tmp_path, env=wrong, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: --tracking-uri: the tracking server refused user "
+                                  "'gridrun' (401 Unauthorized)") and done.stderr.count("\n") == 1
+    for key, value in credentials.items():  # MLflow's client reads them from the environment
+        monkeypatch.setenv(key, value)
+    assert MlflowClient(url).get_experiment_by_name("refused") is None  # nothing created
+
+    open_host = subprocess.run([str(SCRIPT), "start", "--dir", str(tmp_path / "open"),
+                                "--host", "0.0.0.0", "--no-auth"], capture_output=True,
+                               text=True, timeout=60)
+    assert open_host.returncode == 2
+    assert "--host 0.0.0.0 with --no-auth would let anyone on the network read, write and " \
+           "delete every run" in open_host.stderr
+    assert not (tmp_path / "open" / "server.env").exists()
+
+
+def _what_went_wrong(out: str) -> str:
+    """A failed launch's error lines and its end (its whole output would be cut by pytest)."""
+    lines = out.splitlines()
+    errors = [ln for ln in lines if "Error" in ln or "error:" in ln or "Exception" in ln]
+    return "\n".join(errors[-20:] + ["..."] + lines[-15:])
+
+
 def test_two_concurrent_launches_on_a_postgres_backed_server_train_each_cell_once(
-        postgres_server, cifar_dir, tmp_path):
+        postgres_server, cifar_dir, tmp_path, monkeypatch):
+    url, credentials = postgres_server
     status = subprocess.run([str(SCRIPT), "status", "--dir", "/nonexistent-gridrun-dir"],
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 1 and status.stdout.strip() == "not running"
 
     grid = tmp_path / "shared.yaml"
     grid.write_text(GRID)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": postgres_server, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": url, "PYTHONUNBUFFERED": "1", **credentials}
     cmd = [sys.executable, "-m", "gridrun.cli", "launch", str(grid), "--data-dir", str(cifar_dir),
            "--threads", "1"]
     # started together: each claims cells as its workers free up, so both train some
@@ -67,11 +118,13 @@ def test_two_concurrent_launches_on_a_postgres_backed_server_train_each_cell_onc
                                  text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                 for workers in (2, 1)]
     outs = [p.communicate(timeout=600)[0] for p in launches]
-    assert [p.returncode for p in launches] == [0, 0], [out[-3000:] for out in outs]
+    assert [p.returncode for p in launches] == [0, 0], "\n\n".join(map(_what_went_wrong, outs))
     ran = [int(re.search(r"ran (\d+) cells", out).group(1)) for out in outs]
     assert sum(ran) == 8 and all(ran), ran  # both trained, no cell twice
 
-    client = MlflowClient(postgres_server)
+    for key, value in credentials.items():  # MLflow's client reads them from the environment
+        monkeypatch.setenv(key, value)
+    client = MlflowClient(url)
     exp = client.get_experiment_by_name("shared-server")
     runs = client.search_runs([exp.experiment_id], "tags.`gridrun.kind` = 'cell'")
     cells = [r.data.tags["gridrun.cell"] for r in runs]

@@ -13,7 +13,7 @@ from gridrun.tracking.views import experiment_view_tags, where_to_look
 
 GRID = """
 name: viewed
-fixed: {data.dataset: digits, model.name: lenet}
+fixed: {data.dataset: digits, model.name: three_conv}
 grid:
   variant:
     small: {model.fc: [32]}

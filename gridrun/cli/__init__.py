@@ -7,7 +7,7 @@
     info.py  `models`, `keys`
 
 Exit codes: 0 success; 1 some cells failed (launch) or not every cell finished (status);
-2 bad input (grid file, --set, data directory); 130 interrupted.
+2 bad input (grid file, --set, data directory); 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.
 
 Torch-free at import, and MLflow only in the commands that read a store: `--dry-run`, `keys`,
 `status` and `summary` answer in a fraction of a second (import contracts in setup.cfg).

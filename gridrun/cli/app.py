@@ -1,7 +1,7 @@
 """The `gridrun` group, its one error format, and the options several commands share.
 
 Exit codes: 0 success; 1 some cells failed (launch) or not every cell finished (status);
-2 bad input (grid file, --set, data directory); 130 interrupted.
+2 bad input (grid file, --set, data directory); 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.
 """
 from __future__ import annotations
 
@@ -48,13 +48,15 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except click.UsageError as e:
             _usage_error(e)
-        except GridError as e:
+        except GridError as e:  # bad input (2), or a launch stopped for its reason (its code)
             click.echo(error_line(str(e)), err=True)
-            ctx.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted: cells in progress are recorded as KILLED with their "
-                       "checkpoints; the same command resumes them", err=True)
-            ctx.exit(130)
+            ctx.exit(getattr(e, "exit_code", 2))
+        except KeyboardInterrupt as e:
+            from ..launch.signals import Stopped, exit_code  # not at import: `launch` loads torch
+            click.echo(f"interrupted{' by ' + str(e) if isinstance(e, Stopped) else ''}: "
+                       "cells in progress are recorded as KILLED with their checkpoints; the "
+                       "same command resumes them", err=True)
+            ctx.exit(exit_code(e))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

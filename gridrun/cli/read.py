@@ -100,11 +100,14 @@ def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, comp
     from ..results.render import render
     from ..results.status import grid_as_launched
     from ..results.tables import table
+    from ..spec.load import printable
     from ..tracking.store import check_tracking_uri
 
     quiet_mlflow()
     if (grid_file is None) == (experiment is None):
         raise GridError("give either a grid file or --experiment NAME", "summary")
+    if register_as is not None:
+        printable(register_as, "--register")  # a registered model's name, shown everywhere
     check_tracking_uri(tracking_uri)
     given = all_overrides(overrides, overrides_list)
     grid = grid_as_launched(grid_file, given or None, tracking_uri) if grid_file else None

@@ -116,16 +116,45 @@ def _download_cifar10(root: Path) -> None:
         socket.setdefaulttimeout(old_timeout)
 
 
+# What the official CIFAR-10 batches hold (numpy arrays of uint8, lists of int labels, bytes
+# and str names), as the globals a pickle names to rebuild them; nothing else is ever built.
+_BATCH_GLOBALS = {("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+                  ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """`pickle.load` for the CIFAR-10 batch files, allowing only `_BATCH_GLOBALS`: a plain
+    `pickle.load` of a tampered download folder would run whatever code the file names."""
+
+    def find_class(self, module: str, name: str):
+        module = module.replace("numpy.core.", "numpy._core.")  # numpy 1's name of the module
+        if (module, name) not in _BATCH_GLOBALS:
+            raise _Refused(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+def _read_batch(file: Path) -> dict:
+    with open(file, "rb") as f:
+        return _BatchUnpickler(f, encoding="latin1").load()
+
+
 def _load_official_cifar10(path: Path) -> ImageSet:
     def read(batch: str) -> tuple[np.ndarray, np.ndarray]:
-        file = path / batch
         try:
-            with open(file, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
+            entry = _read_batch(path / batch)
             data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
         except FileNotFoundError:
             raise GridError(f"missing {batch} in the official CIFAR-10 layout", str(path)) from None
+        except _Refused as e:
+            raise GridError(f"refused CIFAR-10 batch {batch}: it names {e}, which a CIFAR-10 "
+                            "batch never holds (loading it could run code); allowed: numpy "
+                            "arrays, lists, bytes, str, int. Download the batches again",
+                            str(path)) from None
         except Exception as e:  # noqa: BLE001 - any damage to a batch: one line naming it
             raise GridError(f"unreadable CIFAR-10 batch {batch}: {e}", str(path)) from None
         return data, labels
@@ -135,8 +164,11 @@ def _load_official_cifar10(path: Path) -> ImageSet:
     classes = list(CIFAR10_CLASSES)
     meta = path / "batches.meta"
     if meta.exists():
-        with open(meta, "rb") as f:
-            classes = list(pickle.load(f, encoding="latin1")["label_names"])
+        try:
+            classes = [str(c) for c in _read_batch(meta)["label_names"]]
+        except Exception as e:  # noqa: BLE001 - a refused or damaged file: one line naming it
+            raise GridError(f"unreadable or refused batches.meta: {e}; allowed: a dict with "
+                            "label_names", str(path)) from None
     train_x = torch.from_numpy(np.concatenate([p[0] for p in parts]))
     train_y = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     return image_set("cifar10", train_x, train_y, torch.from_numpy(test_x),

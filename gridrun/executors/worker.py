@@ -62,7 +62,10 @@ def worker_main(conn: Connection, files: dict[tuple, str], threads: int, slot: i
 
 def _serve(conn: Connection, files: dict[tuple, str], threads: int, slot: int,
            launcher: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launching process's to handle
+    # Ctrl-C and SIGTERM (sent to the whole process group by a terminal, by SLURM) are the
+    # launching process's to handle: it stops the workers once its cells are marked
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     exit_when_orphaned(launcher)
     torch.set_num_threads(threads)
     if torch.cuda.is_available() and torch.cuda.device_count() > 1:

@@ -10,6 +10,7 @@ know what runs next. This module joins them.
 """
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from dataclasses import dataclass, fields
@@ -26,8 +27,10 @@ from ..tracking.recorder import Recorder
 from ..tracking.store import check_tracking_uri
 from ..tracking.system_metrics import WorkerSampler
 from ..tracking.views import where_to_look
+from .outbox import Outbox, StoreOutage, quick_failures, unreachable
 from .preflight import check_devices, check_models, prepare_data
 from .report import LaunchReport, Progress, SilentProgress
+from .signals import StopSignals, signal_name
 from .writer import Writer, import_recording_code, record_grid
 
 
@@ -75,11 +78,20 @@ def launch(grid: Grid, options: LaunchOptions | None = None, *,
     grid = with_schedule(grid, options.schedule)
     progress = progress or SilentProgress()
     check_tracking_uri(options.tracking_uri)  # before anything is decoded or created
+    # SIGTERM (SLURM, docker stop) stops a launch like Ctrl-C; a server's outage is waited out
+    with StopSignals() as signals, quick_failures(options.tracking_uri
+                                                  or os.environ.get("MLFLOW_TRACKING_URI", "")):
+        return _launch(grid, options, progress, signals)
+
+
+def _launch(grid: Grid, options: LaunchOptions, progress: Progress,
+            signals: StopSignals) -> LaunchReport:
     cells, images, sizes, run_with, engine = _prepare(grid, options)
     with engine:
         engine.start()  # the workers map the data while the store is read and set up
         recorder = Recorder(options.tracking_uri)
-        claims, plan, elsewhere = _plan(grid, options, recorder, cells, images, sizes)
+        with signals.deferred():
+            claims, plan, elsewhere = _plan(grid, options, recorder, cells, images, sizes)
         report = LaunchReport(claims.ledger.experiment_id, None, plan.planned,
                               plan.planned - plan.to_run - elsewhere,
                               tracking_uri=recorder.tracking_uri,
@@ -90,7 +102,7 @@ def launch(grid: Grid, options: LaunchOptions | None = None, *,
         progress.launch_started(grid, plan.to_run, report.skipped, report.workers)
         if plan.to_run:
             _run(grid, options, recorder, claims, plan, report, images, engine, progress,
-                 run_with["executor"])
+                 run_with["executor"], signals)
     return report
 
 
@@ -116,15 +128,18 @@ def _plan(grid: Grid, options: LaunchOptions, recorder: Recorder, cells: list[Ce
 
 def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims, plan: Plan,
          report: LaunchReport, images: dict[tuple, ImageSet], engine: Executor,
-         progress: Progress, executor: str) -> None:
+         progress: Progress, executor: str, signals: StopSignals) -> None:
     """The launch's parent run, its cells trained and recorded, and the parent closed with the
-    launch's counts (KILLED, with the cells in progress, when the launch is interrupted)."""
+    launch's counts (KILLED, with the cells in progress, when the launch is interrupted or
+    stopped by SIGTERM). Every write to the store is `deferred`: a signal waits for it."""
     warm_up = None
     if executor != "inline":  # never beside training in this process: tracing touches
         warm_up = threading.Thread(target=import_recording_code, daemon=True)  # torch's
         warm_up.start()  # global state
-    report.parent_run_id = recorder.launch.start(claims.ledger.experiment_id, grid,
-                                                 plan.to_run, plan.todo, claims.launch_tags())
+    with signals.deferred():
+        report.parent_run_id = recorder.launch.start(claims.ledger.experiment_id, grid,
+                                                     plan.to_run, plan.todo,
+                                                     claims.launch_tags())
     claims.parent_run_id = report.parent_run_id
     claims.start_beating()
     interval = grid.track.get("system_metrics", 10)
@@ -136,26 +151,41 @@ def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims,
                     warm_up, WorkerSampler(recorder.client, interval) if interval else None,
                     engine.local_pid)
     writer.source = ClaimedCells(plan.cells(), claims, writer.passed_over)
-    status = "FINISHED"
+    outbox = Outbox(writer.handle, grid.track.get("outage_limit", 300), progress.note,
+                    where=recorder.tracking_uri, guard=signals.deferred)
+    status, stopped_by = "FINISHED", None
     cells_now = None  # the grid's cells as the store has them at the end, read once
     try:
-        for event in engine.run(writer.source, plan.decide if plan.decides else None,
-                                claims.checkpoint_for):
-            writer.handle(event)
-        writer.record_best()
+        for event in engine.run(outbox.each(writer.source),
+                                plan.decide if plan.decides else None, claims.checkpoint_for):
+            outbox.put(event)
+        outbox.call(writer.record_best)
         try:
-            cells_now = record_grid(recorder, report.parent_run_id, grid)
+            cells_now = outbox.call(lambda: record_grid(recorder, report.parent_run_id, grid))
+        except StoreOutage:
+            raise
         except Exception as e:  # noqa: BLE001 - the cells are recorded; the plots are extras
             warnings.warn(f"could not log the grid's summary plots: {e}", stacklevel=2)
     except BaseException as e:
-        status = "KILLED"
+        signals.stopping()  # a second signal does not cut the clean-up short
+        status, stopped_by = "KILLED", signal_name(e)
         engine.stop()  # no worker trains on while the cells are marked
         writer.kill_running(e)
         raise
     finally:
         writer.stop_sampling()
         claims.stop_beating()
-        _end_launch(recorder, report, writer, grid, status, cells_now)
+        end = lambda: _end_launch(recorder, report, writer, grid, status,
+                                  cells_now, stopped_by)
+        if status == "FINISHED":
+            outbox.call(end)
+        else:
+            try:
+                with signals.deferred():
+                    end()
+            except Exception as e:  # the server is still away: a later launch closes the run
+                if not unreachable(e):
+                    raise
 
 
 def _study_best(recorder: Recorder, grid: Grid, cells=None):
@@ -177,14 +207,14 @@ def _setting(given, section: dict, key: str, default):
 
 
 def _end_launch(recorder: Recorder, report: LaunchReport, writer: Writer, grid: Grid,
-                status: str, cells=None) -> None:
+                status: str, cells=None, stopped_by: str | None = None) -> None:
     counts = {"planned": report.planned, "skipped": report.skipped, "ran": report.ran,
               "failed": report.failed, "resumed": report.resumed, "elsewhere": report.elsewhere}
     if status != "KILLED":  # an interrupted launch closes its run at once
         report.best = _study_best(recorder, grid, cells)
     recorder.launch.end(report.parent_run_id,
                         "FAILED" if status == "FINISHED" and report.failed else status, counts,
-                        writer.record_seconds, report.best)
+                        writer.record_seconds, report.best, stopped_by)
 
 
 def _prepare(grid: Grid, options: LaunchOptions):

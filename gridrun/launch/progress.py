@@ -87,7 +87,10 @@ class ConsoleProgress:
     def cell_done(self, cell: Cell, outcome: str, detail: str) -> None:
         self.done += 1
         self.epochs.pop(cell.index, None)
-        line = f"{self._tag(cell)}: {outcome} ({detail})"
+        self.note(f"{self._tag(cell)}: {outcome} ({detail})")
+
+    def note(self, line: str) -> None:
+        """A line of its own above the live view (or in the log)."""
         if self.live is not None:
             self.live.console.print(line, highlight=False, markup=False)
             self._refresh()

@@ -22,7 +22,9 @@ from ..tracking.logged_model import log_model
 from ..tracking.recorder import Recorder
 from ..tracking.system_metrics import WorkerSampler
 from ..train.records import CellResult
+from .outbox import unreachable
 from .report import LaunchReport, Progress
+from .signals import signal_name
 
 
 def import_recording_code() -> None:
@@ -69,17 +71,19 @@ class Writer:
     record_seconds: list[float] = field(default_factory=list)
 
     def handle(self, event: Event) -> None:
+        """Record `event`. Safe to call again with the same event after a write failed (the
+        outbox replays it once the store answers): what it counts, it counts after writing."""
         cell = event.cell
         claim = self.claims.held[cell.index]
         if isinstance(event, CellStarted):
             if claim.tries == 0:
-                self.started += 1
-                if claim.resumed:
-                    self.report.resumed += 1
                 images = self.images[dataset_key(cell.config)]
                 self.recorder.set_tags(claim.run_id, {T.DATA_SOURCE: images.source,
                                                       **self.plan.tags(cell)})
                 self.recorder.cells.log_inputs(claim.run_id, dataset_inputs(cell.config, images))
+                self.started += 1
+                if claim.resumed:
+                    self.report.resumed += 1
             pid = self.local_pid(event.worker)
             if self.sampler is not None and pid:  # (again on a retry's new worker)
                 self.sampler.watch(claim.run_id, pid)
@@ -119,17 +123,18 @@ class Writer:
                     claim.logged.add(stats.epoch)
             if self.log_model == "all":
                 self.warmed_up()
-            self.claims.release(cell)
             record_result(self.recorder, self.experiment_id, run_id, cell, result,
                           with_model=self.log_model == "all", figures=self.figures == "all")
-        except Exception as e:  # noqa: BLE001 - e.g. a full disk: this cell fails, others go on
+        except Exception as e:  # e.g. a full disk: this cell fails, the others go on
+            if unreachable(e):  # not the cell's fault: the outbox replays the event later
+                raise
+            self.claims.release(cell)
             self.recorder.cells.fail(run_id, f"recording the result: {e.__class__.__name__}: {e}")
             self.report.outcomes[run_id] = "failed"
             self.plan.done(cell, None)
             self.progress.cell_done(cell, "failed", f"recording the result: {e}")
             return
-        if not self.keep_checkpoints:
-            self.claims.checkpoint_path(cell).unlink(missing_ok=True)
+        self.claims.release(cell, keep_checkpoint=self.keep_checkpoints)
         self.record_seconds.append(time.perf_counter() - t0)
         key = best_order(result.test_acc, result.best_val_acc, cell.index)
         if "best" in (self.log_model, self.figures) and result.outcome != "pruned" and (
@@ -142,19 +147,20 @@ class Writer:
     def failed(self, claim: Claim, error: str, trace: str) -> None:
         cell, run_id = claim.cell, claim.run_id
         self.stop_sampling(run_id)
-        claim.tries += 1
-        again = claim.tries <= self.retries
-        self.recorder.set_tags(run_id, {T.error_of_try(claim.tries): error[:5000]})
+        tries = claim.tries + 1
+        again = tries <= self.retries
+        self.recorder.set_tags(run_id, {T.error_of_try(tries): error[:5000]})
         if trace:  # each try's traceback is kept; the last one is error.txt
             self.recorder.log_artifact_text(
-                run_id, trace, f"error-try-{claim.tries}.txt" if again else "error.txt")
+                run_id, trace, f"error-try-{tries}.txt" if again else "error.txt")
+        claim.tries = tries
         if again:  # from the last epoch's checkpoint
             self.progress.cell_done(cell, "retrying",
                                     f"try {claim.tries}/{self.retries + 1} failed: {error}")
             self.source.retry(cell)
             return
-        self.claims.release(cell, keep_checkpoint=False)  # a relaunch starts a FAILED cell over
         self.recorder.cells.fail(run_id, error)
+        self.claims.release(cell, keep_checkpoint=False)  # a relaunch starts a FAILED cell over
         self.report.outcomes[run_id] = "failed"
         self.plan.done(cell, None)
         self.progress.cell_done(cell, "failed", error)
@@ -193,16 +199,17 @@ class Writer:
             self.warm_up = None
 
     def kill_running(self, why: BaseException) -> None:
-        """An interrupted launch (Ctrl-C, or an error of the launch itself, e.g. its output
-        closed): the cells in progress end KILLED with their checkpoints kept, so the same
-        command resumes them from their last epoch."""
+        """An interrupted launch (Ctrl-C, SIGTERM, or an error of the launch itself, e.g. its
+        output closed): the cells in progress end KILLED with their checkpoints kept, so the
+        same command resumes them from their last epoch at once."""
         self.stop_sampling()
+        stopped_by = signal_name(why)
         for claim in list(self.claims.held.values()):
             self.claims.release(claim.cell)
             try:
-                self.recorder.cells.fail(claim.run_id, f"{why.__class__.__name__}: the launch was "
-                                        "interrupted; the same command resumes the cell",
-                                        status="KILLED")
+                self.recorder.cells.fail(claim.run_id, f"{stopped_by or why.__class__.__name__}: "
+                                         "the launch was interrupted; the same command resumes "
+                                         "the cell", status="KILLED", stopped_by=stopped_by)
             except Exception:  # noqa: BLE001 - recording what we can while stopping
                 pass
 

@@ -4,6 +4,7 @@ before anything runs. Every problem is one `GridError` naming the file and the k
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +19,18 @@ from .sections import EXECUTION, MAX_CELLS, TRACK, launch_settings, parse_schedu
 
 TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search", "schedule",
              "execution", "track")
+
+
+def printable(text: str, where: str, multiline: bool = False) -> str:
+    """`text`, a name or label that becomes an MLflow experiment or run name, a file name and a
+    line on a terminal, refused when it holds a control or format character: a NUL cuts a name
+    short in the C code that stores it, an escape sequence repaints a terminal, a right-to-left
+    override shows a name backwards. `multiline` text (a description) may hold newlines and tabs."""
+    for c in text:
+        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") and not (multiline and c in "\n\t"):
+            raise GridError(f"contains the control character {ascii(c)}; allowed: printable "
+                            "characters" + (", newlines and tabs" if multiline else ""), where)
+    return text
 
 
 def _flatten(mapping: Any, where: str, prefix: str = "") -> dict[str, Any]:
@@ -55,6 +68,7 @@ def _axis(name: str, raw: Any, where: str) -> Axis:
         for label, settings in raw.items():
             if not isinstance(label, (str, int, float)) or isinstance(label, bool):
                 raise GridError(f"bundle labels must be names, got {label!r}", where)
+            printable(str(label), where)
             if str(label) in (v[0] for v in values):  # 1 and "1": one name, two cells
                 raise GridError(f"label {quoted(label)} is given twice", where)
             values.append((str(label), _settings(settings or {}, f"{where}.{label}")))
@@ -109,7 +123,10 @@ def with_schedule(grid: Grid, name: str | None, where: str = "--schedule") -> Gr
     if name is None or name == grid.schedule.name:
         return grid
     settings = {**grid.schedule.__dict__, "name": name}
-    return replace(grid, schedule=parse_schedule(settings, grid.search is not None, where))
+    grid = replace(grid, schedule=parse_schedule(settings, grid.search is not None, where))
+    if grid.search is None:
+        check_settings_act(grid, where)
+    return grid
 
 
 def names_level(given: str, label: str, value: Any = None) -> bool:
@@ -198,6 +215,7 @@ def _axes(raw: dict, fixed: dict[str, Any], where: str) -> list[Axis]:
     axes = []
     for axis_name, axis_raw in grid_raw.items():
         w = f"{where}: grid.{axis_name}"
+        printable(str(axis_name), w)
         if not isinstance(axis_raw, (list, dict)):
             fixed[axis_name] = config.check_value(str(axis_name), axis_raw, w)
             continue
@@ -239,6 +257,8 @@ def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():
         raise GridError("must be a non-empty string", f"{where}: name")
+    printable(name, f"{where}: name")
+    printable(str(raw.get("description") or ""), f"{where}: description", multiline=True)
     fixed = _settings(raw.get("fixed") or {}, f"{where}: fixed")
     axes = _axes(raw, fixed, where)
     seeds = parse_seeds(raw.get("seeds"), f"{where}: seeds")
@@ -272,7 +292,39 @@ def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
                         "(split it into several grids)", where)
     if not grid.cells():
         raise GridError("every cell is excluded; nothing to run", where)
+    check_settings_act(grid, where)
     return grid
+
+
+def check_settings_act(grid: Grid, where: str) -> None:
+    """Refuse a setting the grid gives that can do nothing in any of its cells, rather than
+    train without a word: a key that applies to none of them (`optim.momentum` where no cell
+    uses SGD), an ASHA schedule with no rung below any cell's `train.max_epochs` (nothing can
+    ever be pruned), a step schedule that never steps, an abort check after the last epoch."""
+    cells = [c.config for c in grid.cells()]
+    given = {*grid.fixed, *grid.overrides,
+             *(key for axis in grid.axes for _, settings in axis.values for key in settings)}
+    for key in sorted(given):
+        option = config.OPTIONS[key]
+        if option.applies is not None and not any(key in cfg for cfg in cells):
+            raise GridError(f"{key} does nothing here: it needs {option.when}, which no cell of "
+                            "the grid has; allowed: remove it, or give cells what it needs", where)
+    if grid.schedule.name == "asha" and not any(grid.schedule.rungs(cfg["train.max_epochs"])
+                                                for cfg in cells):
+        most = max(cfg["train.max_epochs"] for cfg in cells)
+        raise GridError(f"schedule asha can never prune: its first rung, schedule.min_epochs "
+                        f"{grid.schedule.min_epochs}, is not below any cell's train.max_epochs "
+                        f"(at most {most}); allowed: schedule.min_epochs below {most}, or "
+                        "schedule: all", where)
+    for key, limit, what in (("train.step_size", "train.max_epochs", "the learning rate never "
+                              "decays"),
+                             ("train.abort_epoch", "train.max_epochs", "the check never runs")):
+        strict = key == "train.step_size"  # a step at epoch max_epochs comes after training
+        acting = [cfg for cfg in cells if key in cfg]
+        if key in given and acting and all(cfg[key] >= cfg[limit] if strict
+                                           else cfg[key] > cfg[limit] for cfg in acting):
+            raise GridError(f"{key} {acting[0][key]} does nothing: {what} within "
+                            f"{limit} {acting[0][limit]}; allowed: {key} below {limit}", where)
 
 
 def grid_from_settings(overrides: list[str] | tuple[str, ...], name: str) -> Grid:
@@ -281,6 +333,7 @@ def grid_from_settings(overrides: list[str] | tuple[str, ...], name: str) -> Gri
     Each setting is a one-value axis, so the run is named after the settings given
     (`lenet-adam-lr0.001-max_epochs5`) the way a grid's cells are.
     """
+    printable(name, "--experiment")
     settings = {}
     for text_override in overrides:
         key, value = parse_override(text_override)

@@ -25,8 +25,9 @@ MAX_CELLS = 10_000  # a grid (or a search) larger than this is refused rather th
 EXECUTION = {"executor": ("auto", "local", "inline", "ray"), "workers": "auto", "threads": "auto",
              "retries": 0, "address": str, "resources": {"cpus": 1, "gpus": 0}}
 # system_metrics: seconds between samples of each cell's worker (0: none)
+# outage_limit: seconds a launch waits out an unreachable tracking server (gridrun.launch.outbox)
 TRACK = {"log_model": ("best", "all", "none"), "figures": ("best", "all", "none"),
-         "keep_checkpoints": False, "system_metrics": 10}
+         "keep_checkpoints": False, "system_metrics": 10, "outage_limit": 300}
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 SCHEDULES = ("all", "asha", "hyperband")  # hyperband: searches only

@@ -101,11 +101,14 @@ class CellRuns(RunWrites):
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
-    def fail(self, run_id: str, error: str, status: str = "FAILED") -> None:
-        """End a cell's run FAILED (or KILLED) with `error` ("Class: message") on its tags."""
+    def fail(self, run_id: str, error: str, status: str = "FAILED",
+             stopped_by: str | None = None) -> None:
+        """End a cell's run FAILED (or KILLED) with `error` ("Class: message") on its tags,
+        and the signal that stopped its launch, if one did."""
         message = error[:5000]
-        self.client.log_batch(run_id, tags=[RunTag(T.OUTCOME, "failed" if status == "FAILED"
-                                                   else "killed"),
-                                            RunTag(T.REASON, message),
-                                            RunTag(T.ERROR, message)])
+        tags = [RunTag(T.OUTCOME, "failed" if status == "FAILED" else "killed"),
+                RunTag(T.REASON, message), RunTag(T.ERROR, message)]
+        if stopped_by:
+            tags.append(RunTag(T.SIGNAL, stopped_by))
+        self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status)

@@ -131,9 +131,13 @@ class Claims:
         return {T.HOST: HOST, T.PID: str(self.owner.pid), T.OWNER: self.owner.token,
                 T.HEARTBEAT: f"{time.time():.1f}"}
 
-    def _owner_tags(self) -> dict[str, str]:
-        return {T.HOST: HOST, T.PID: str(self.owner.pid), T.HEARTBEAT: f"{time.time():.1f}",
+    def _owner_tags(self, refused: str | None = None) -> dict[str, str]:
+        """The tags of a run this launch now trains; with why its checkpoint was refused."""
+        tags = {T.HOST: HOST, T.PID: str(self.owner.pid), T.HEARTBEAT: f"{time.time():.1f}",
                 T.OUTCOME: "running", T.LAUNCH: self.parent_run_id or ""}
+        if refused:
+            tags[T.CHECKPOINT_REFUSED] = refused
+        return tags
 
     def checkpoint_path(self, cell: Cell) -> Path:
         return self.folder / f"{cell.id}.pt"
@@ -171,6 +175,7 @@ class Claims:
     def claim(self, cell: Cell) -> Claim | None:
         """Own `cell` for this launch, or None when it is finished or someone else has it."""
         for _ in range(CREATE_ATTEMPTS):
+            refused = None  # why a checkpoint left here was not loaded
             runs = self.ledger.cell_runs(cell.id)
             if not self.rerun and any(r.info.status == "FINISHED" for r in runs):
                 return None
@@ -178,30 +183,38 @@ class Claims:
                 return None
             if not self.rerun:
                 left = next((r for r in runs if r.info.status in ("RUNNING", "KILLED")), None)
-                saved = self._own_checkpoint(left, cell) if left is not None else None
+                saved, refused = (self._own_checkpoint(left, cell) if left is not None
+                                  else (None, None))
                 if left is not None and (saved is not None or
                                          max(self.ledger.logged_steps(left.info.run_id), default=0) <= 1):
-                    return self._take_over(left, cell, saved)
+                    return self._take_over(left, cell, saved, refused)
             for run in runs:  # stale runs nobody can resume: closed, then a new run
                 if run.info.status == "RUNNING" and not self._close(run):
                     return None
-            claim = self._create(cell)
+            claim = self._create(cell, refused)
             if claim is not None:
                 return claim
             time.sleep(random.uniform(0.05, 0.5))  # both of a racing pair withdrew: try again
         return None
 
-    def _own_checkpoint(self, run, cell: Cell) -> dict | None:
-        """The metadata of the cell's checkpoint here when it belongs to `run`, else None.
+    def _own_checkpoint(self, run, cell: Cell) -> tuple[dict | None, str | None]:
+        """The metadata of the cell's checkpoint here when it belongs to `run` (else None),
+        and why the file there was refused, if it was (`checkpoint.Refused`: not a gridrun
+        checkpoint, or one that would run code when unpickled; the cell starts over).
         A run is continued when its checkpoint is here, or when it has at most one epoch
         logged: a launch killed between recording a cell's first epoch and the worker writing
         that epoch's checkpoint leaves exactly that, and training the epoch again gives the
         same numbers (the run keeps the ones it has)."""
         from ..train import checkpoint
-        saved = checkpoint.meta(self.checkpoint_path(cell))
-        return saved if saved is not None and saved.get("run") == run.info.run_id else None
+        try:
+            saved = checkpoint.meta(self.checkpoint_path(cell))
+        except checkpoint.Refused as e:
+            return None, str(e)
+        return (saved if saved is not None and saved.get("run") == run.info.run_id
+                else None), None
 
-    def _take_over(self, run, cell: Cell, saved: dict | None) -> Claim | None:
+    def _take_over(self, run, cell: Cell, saved: dict | None,
+                   refused: str | None = None) -> Claim | None:
         """Own `run` (compare-and-set on its next claim param) and continue it from `saved`,
         its checkpoint's metadata (None: from the start; any other checkpoint is removed)."""
         run_id = run.info.run_id
@@ -209,7 +222,8 @@ class Claims:
             return None
         if saved is None:
             self.checkpoint_path(cell).unlink(missing_ok=True)
-        tags = {**self._owner_tags(), T.RESUMED: str(len(claims_of(run))), T.REASON: ""}
+        tags = {**self._owner_tags(refused), T.RESUMED: str(len(claims_of(run))),
+                T.REASON: ""}
         try:
             self.ledger.reopen(run_id, tags)
         except MlflowException:  # the run went to the trash under us: not ours after all
@@ -226,9 +240,9 @@ class Claims:
                              "not on this machine; a new run trains the cell", status="KILLED")
         return True
 
-    def _create(self, cell: Cell) -> Claim | None:
+    def _create(self, cell: Cell, refused: str | None = None) -> Claim | None:
         run_id = self.ledger.create_cell_run(self.parent_run_id, cell, self.grid,
-                                             self.owner.param(), self._owner_tags())
+                                             self.owner.param(), self._owner_tags(refused))
         rivals = [r for r in self.ledger.cell_runs(cell.id)
                   if r.info.run_id != run_id and (
                       (r.info.status == "FINISHED" and not self.rerun)
@@ -270,16 +284,23 @@ class Claims:
             self._beater.join(timeout=30)
 
     def _beat_forever(self) -> None:
+        """Beat every held run and the launch's run. The lock guards only the list of held
+        runs, never a call to the store: a store that is away (a server restarting) must not
+        hold up `release`, which the launch's one writing thread calls."""
         while not self._stop.wait(HEARTBEAT_SECONDS):
             with self._lock:
                 runs = [c.run_id for c in self.held.values()]
-                if self.parent_run_id:
-                    runs.append(self.parent_run_id)
-                for run_id in runs:
-                    try:
-                        self.ledger.beat(run_id, time.time())
-                    except Exception:  # noqa: BLE001 - a busy store: the next beat comes soon
-                        pass
+            if self.parent_run_id:
+                runs.append(self.parent_run_id)
+            for run_id in runs:
+                with self._lock:  # released meanwhile: its run is ending, no more beats
+                    if run_id != self.parent_run_id and all(
+                            c.run_id != run_id for c in self.held.values()):
+                        continue
+                try:
+                    self.ledger.beat(run_id, time.time())
+                except Exception:  # noqa: BLE001 - a busy or absent store: the next beat comes
+                    pass
 
 
 class ClaimedCells:
@@ -290,6 +311,7 @@ class ClaimedCells:
     def __init__(self, cells: Iterator[Cell], claims: Claims, passed_over=None):
         self.source, self.claims, self.passed_over = cells, claims, passed_over
         self.retries: deque[Cell] = deque()
+        self.unclaimed: deque[Cell] = deque()  # a claim the store did not answer: asked again
 
     def __iter__(self) -> ClaimedCells:
         return self
@@ -297,8 +319,16 @@ class ClaimedCells:
     def __next__(self) -> Cell:
         if self.retries:
             return self.retries.popleft()
-        for cell in self.source:
-            if self.claims.claim(cell) is not None:
+        while True:
+            cell = self.unclaimed.popleft() if self.unclaimed else next(self.source, None)
+            if cell is None:
+                break
+            try:
+                claimed = self.claims.claim(cell)
+            except Exception:
+                self.unclaimed.appendleft(cell)  # the next call asks again (a server outage)
+                raise
+            if claimed is not None:
                 return cell
             if self.passed_over is not None:
                 self.passed_over(cell)

@@ -152,7 +152,8 @@ class LaunchRun(RunWrites):
             return None
 
     def end(self, run_id: str, status: str, counts: dict[str, int],
-            record_seconds: list[float] | None = None, best: Best | None = None) -> None:
+            record_seconds: list[float] | None = None, best: Best | None = None,
+            stopped_by: str | None = None) -> None:
         """Close the parent run with the study's result and the launch's bookkeeping.
 
         The result is the one metric of a launch run, `best_test_acc`: the best finished cell
@@ -165,6 +166,8 @@ class LaunchRun(RunWrites):
         beside every accuracy chart. As tags they sit on the launch's overview and still
         filter (`tags.gridrun.cells_failed = '0'`)."""
         tags = {T.cells_count(k): str(v) for k, v in counts.items()}
+        if stopped_by:
+            tags[T.SIGNAL] = stopped_by
         if record_seconds:
             tags[T.RECORD_SECONDS] = (f"{sum(record_seconds) / len(record_seconds):.3f} "
                                       f"{max(record_seconds):.3f}")

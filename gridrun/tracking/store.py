@@ -68,6 +68,44 @@ def check_tracking_uri(tracking_uri: str | None) -> None:
             raise GridError(f"no tracking server answers at {uri} within {REACH_SECONDS:.0f} s "
                             f"({reason}); start one (mlflow server) or fix the URI",
                             where) from None
+        _check_credentials(uri, where)
+
+
+def _check_credentials(uri: str, where: str) -> None:
+    """A server with authentication (`mlflow server --app-name basic-auth`) that refuses this
+    process's credentials, MLflow's own MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD
+    (or MLFLOW_TRACKING_TOKEN), is one error line before anything is created; MLflow would
+    raise its 401 from the launch's first write."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    headers = {}
+    if user:
+        pair = f"{user}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        headers["Authorization"] = "Bearer " + os.environ["MLFLOW_TRACKING_TOKEN"]
+    probe = urllib.request.Request(
+        uri.rstrip("/") + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default",
+        headers=headers)
+    try:
+        with urllib.request.urlopen(probe, timeout=REACH_SECONDS):
+            pass
+    except urllib.error.HTTPError as e:
+        if e.code == 401:
+            who = (f"refused user {user!r}" if user else
+                   "needs a user and MLFLOW_TRACKING_USERNAME is not set")
+            raise GridError(f"the tracking server {who} (401 Unauthorized); allowed: "
+                            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD of a user of "
+                            "that server", where) from None
+        if e.code == 403:
+            raise GridError(f"the tracking server gives user {user!r} no permission to read "
+                            "experiments (403 Forbidden); allowed: a user with at least READ, "
+                            "granted by the server's admin", where) from None
+    except (urllib.error.URLError, OSError):
+        pass  # it answered /health a moment ago; MLflow reports the rest in its own words
 
 
 @contextlib.contextmanager

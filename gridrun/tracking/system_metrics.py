@@ -57,7 +57,7 @@ class WorkerSampler:
             return
         with self._lock:
             self._watched[run_id] = (process, 0)
-            self._log(run_id)  # the start's sample
+        self._log(run_id)  # the start's sample
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="gridrun-system-metrics",
                                             daemon=True)
@@ -65,9 +65,7 @@ class WorkerSampler:
 
     def epoch_done(self, run_id: str) -> None:
         """A sample at the end of one of the cell's epochs."""
-        with self._lock:
-            if run_id in self._watched:
-                self._log(run_id)
+        self._log(run_id)
 
     def forget(self, run_id: str) -> None:
         """No more samples: the run is about to end. (No last sample here: by now a worker with
@@ -83,23 +81,29 @@ class WorkerSampler:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            with self._lock:  # forget() waits for a sample in flight: none after FINISHED
-                for run_id in list(self._watched):
-                    self._log(run_id)
+            with self._lock:
+                runs = list(self._watched)
+            for run_id in runs:
+                self._log(run_id)
 
     def _log(self, run_id: str) -> None:
-        """One sample of the run's worker, logged at the next step (the caller holds the lock)."""
-        process, step = self._watched[run_id]
-        figures = self.sample(process)
-        if figures is None:
-            return
+        """One sample of the run's worker, logged at its own step. The lock guards the table of
+        watched runs and their steps, never the call to the store: a server that is away must
+        not hold up `forget`, which the launch's one writing thread calls."""
+        with self._lock:
+            if run_id not in self._watched:  # forgotten: its run is ending
+                return
+            process, step = self._watched[run_id]
+            figures = self.sample(process)
+            if figures is None:
+                return
+            self._watched[run_id] = (process, step + 1)  # the step is this sample's alone
         now = int(time.time() * 1000)
         try:
             self.client.log_batch(run_id, metrics=[
                 Metric(key, value, now, step) for key, value in figures.items()])
         except Exception:  # noqa: BLE001 - a lost sample never stops a launch
-            return
-        self._watched[run_id] = (process, step + 1)
+            pass
 
     def sample(self, process) -> dict[str, float] | None:
         """One reading of `process` (CPU since the previous reading), or None when it is gone."""

@@ -37,6 +37,8 @@ OUTCOME = "gridrun.outcome"  # running | early_stopped | max_epochs | not_conver
 #                               | failed | killed
 REASON = "gridrun.reason"
 ERROR = "gridrun.error"  # the last error; ERROR + "." + n: the error of try n (--retries)
+SIGNAL = "gridrun.signal"  # SIGINT | SIGTERM: the signal that stopped a KILLED run's launch
+CHECKPOINT_REFUSED = "gridrun.checkpoint_refused"  # why a cell's checkpoint was not loaded
 DEVICE = "gridrun.device"
 DATA_SOURCE = "gridrun.data_source"
 BEST_OF_LAUNCH = "gridrun.best_of_launch"  # on the launch's best cell: the launch run's id

@@ -14,10 +14,17 @@ that never stopped (tests/test_checkpoint.py).
 
 `meta` is the caller's: the launch stores the cell id and the MLflow run the checkpoint belongs
 to, and resumes only into that run.
+
+A checkpoint is data, never code. The state directory may be a shared filesystem that others
+can write to, so files are read with torch's safe loader (`weights_only=True`: tensors, numbers,
+strings and plain containers; any other object in the pickle is refused before it is built),
+and only a dict with this module's `FORMAT` is taken for a checkpoint. Anything else raises
+`Refused` with a one-line reason: the launch starts the cell over and tags its run with it.
 """
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +35,11 @@ from .records import EpochStats
 from .state import TrainState
 
 FORMAT = 1
+
+
+class Refused(Exception):
+    """A file at a checkpoint's path that gridrun does not load; the message says why, on one
+    line (it becomes a run's tag)."""
 
 
 def state_dict(state: TrainState) -> dict:
@@ -89,17 +101,43 @@ def save(state: TrainState, path: str | Path, meta: dict | None = None) -> None:
 
 
 def read(path: str | Path) -> dict | None:
-    """The checkpoint at `path`, or None when there is none (or it cannot be read: a
-    checkpoint is a head start, never a reason for a cell to fail)."""
+    """The checkpoint at `path`, or None when there is none. Raises `Refused` for a file that
+    is not a gridrun checkpoint of this `FORMAT`, cannot be read (half written by a full
+    disk), or holds anything but tensors and numbers, which is never unpickled."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         return None
-    except Exception:  # noqa: BLE001 - e.g. written by another version: start the cell over
+    except pickle.UnpicklingError as e:
+        lines = [ln for ln in str(e).splitlines() if "GLOBAL" in ln or "global" in ln]
+        detail = lines[0].strip() if lines else str(e).splitlines()[0]
+        raise Refused(f"not loaded: it holds objects other than tensors and numbers "
+                      f"({detail[:200]})") from None
+    except Exception as e:  # noqa: BLE001 - any damage: the cell starts over, saying why
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise Refused(f"unreadable: {e.__class__.__name__}: {first}") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        found = saved.get("format") if isinstance(saved, dict) else type(saved).__name__
+        raise Refused(f"not a gridrun checkpoint of format {FORMAT} (found {found!r})")
+    return saved
+
+
+def read_or_none(path: str | Path) -> dict | None:
+    """The checkpoint at `path`, or None when there is none or it is refused: a checkpoint is
+    a head start, never a reason for a cell to fail (the launch has already tagged a refusal
+    when it decided whether to resume: `meta`)."""
+    try:
+        return read(path)
+    except Refused:
         return None
 
 
 def meta(path: str | Path) -> dict | None:
-    """The caller's metadata of the checkpoint at `path` (None: no usable checkpoint)."""
+    """The caller's metadata of the checkpoint at `path` (None: no checkpoint; `Refused`: one
+    gridrun does not load)."""
     saved = read(path)
-    return None if saved is None else {**saved.get("meta", {}), "epoch": saved["epoch"]}
+    if saved is None:
+        return None
+    if not isinstance(saved.get("meta", {}), dict) or not isinstance(saved.get("epoch"), int):
+        raise Refused("not a gridrun checkpoint (no metadata or epoch)")
+    return {**saved.get("meta", {}), "epoch": saved["epoch"]}

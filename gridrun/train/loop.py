@@ -223,7 +223,7 @@ def epochs(cfg: dict, images: ImageSet, splits: Splits | None = None,
     A resumed cell yields only the epochs it trains now; its result's history has them all."""
     state = setup(cfg, images, splits)
     if checkpoint is not None:
-        previous = saved.read(checkpoint)
+        previous = saved.read_or_none(checkpoint)
         if previous is not None:
             saved.load_state_dict(state, previous)
     while not state.done:

@@ -35,16 +35,20 @@ class InlineExecutor(Stoppable):
             ) -> Iterator[Event]:
         import torch
 
+        before = torch.get_num_threads()  # the caller's (a notebook's), given back at the end
         if self.threads:
             torch.set_num_threads(self.threads)
-        runner = CellRunner(self.images)
-        for cell in cells:  # pulled one at a time: a cell failed below may come back (a retry)
-            yield CellStarted(cell, 0)
-            kind, body = runner.start(cell, checkpoint_for(cell) if checkpoint_for else None)
-            while kind == "epoch":  # the writer records the epoch before the plan decides
-                yield EpochDone(cell, body, 0)
-                kind, body = runner.step(decide(cell, body) if decide else None)
-            if kind == "finished":
-                yield CellFinished(cell, body, 0)
-            else:
-                yield CellFailed(cell, body[0], body[1], 0)
+        try:
+            runner = CellRunner(self.images)
+            for cell in cells:  # pulled one at a time: a failed cell may come back (a retry)
+                yield CellStarted(cell, 0)
+                kind, body = runner.start(cell, checkpoint_for(cell) if checkpoint_for else None)
+                while kind == "epoch":  # the writer records the epoch before the plan decides
+                    yield EpochDone(cell, body, 0)
+                    kind, body = runner.step(decide(cell, body) if decide else None)
+                if kind == "finished":
+                    yield CellFinished(cell, body, 0)
+                else:
+                    yield CellFailed(cell, body[0], body[1], 0)
+        finally:
+            torch.set_num_threads(before)

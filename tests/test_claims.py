@@ -146,3 +146,31 @@ def test_a_run_is_stale_when_its_owner_died_here_or_stopped_beating(
     assert is_stale(theirs)  # another host, silent for longer than the timeout
     client.set_tag(theirs.info.run_id, "gridrun.heartbeat", f"{time.time():.1f}")
     assert not is_stale(client.get_run(theirs.info.run_id))  # a beat revives it
+
+
+def test_an_experiment_tag_two_launches_insert_at_once_is_written_by_both():
+    """MLflow inserts a new experiment tag without an upsert: of two launches writing it first
+    at the same moment, one fails on the unique key (seen as a racing launch's crash behind a
+    real server). The loser writes again (an update by then); any other error stands."""
+    from mlflow.exceptions import MlflowException
+
+    from gridrun.tracking.writes import RunWrites
+
+    raced = MlflowException("BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE constraint failed: "
+                            "experiment_tags.key, experiment_tags.experiment_id")
+
+    class Store:
+        def __init__(self, errors):
+            self.errors, self.tags = list(errors), {}
+
+        def set_experiment_tag(self, experiment_id, key, value):
+            if self.errors:
+                raise self.errors.pop(0)
+            self.tags[key] = value
+
+    store = Store([raced])
+    RunWrites(store).set_experiment_tags("1", {"gridrun.grid_file": "grid.yaml"})
+    assert store.tags == {"gridrun.grid_file": "grid.yaml"}
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED"):
+        RunWrites(Store([MlflowException("PERMISSION_DENIED: no")])).set_experiment_tags(
+            "1", {"gridrun.grid_file": "grid.yaml"})

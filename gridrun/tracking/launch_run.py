@@ -137,9 +137,9 @@ class LaunchRun(RunWrites):
             params["seeds"] = ", ".join(map(str, grid.seeds))
         params["schedule"] = grid.schedule.name
         self.log_params(run_id, params, skip=logged_params)
-        if grid.description:
-            self.client.set_experiment_tag(experiment_id, MLFLOW_RUN_NOTE, grid.description)
-        self.client.set_experiment_tag(experiment_id, T.GRID_FILE, grid.path)
+        self.set_experiment_tags(experiment_id, {
+            **({MLFLOW_RUN_NOTE: grid.description} if grid.description else {}),
+            T.GRID_FILE: grid.path})
 
     def _project_run(self):
         """The run `mlflow run` started for this process (MLFLOW_RUN_ID), if any in this store."""

@@ -43,11 +43,10 @@ class Recorder(RunWrites):
         if exp.lifecycle_stage == "deleted":
             self.client.restore_experiment(exp.experiment_id)
         if grid is not None:
-            for key, value in experiment_view_tags(grid, exp.tags).items():
-                try:
-                    self.client.set_experiment_tag(exp.experiment_id, key, value)
-                except MlflowException:  # two launches writing it at once: one write is enough
-                    pass
+            try:
+                self.set_experiment_tags(exp.experiment_id, experiment_view_tags(grid, exp.tags))
+            except MlflowException:  # a server that refuses them: the view is a convenience
+                pass
         return exp.experiment_id
 
 

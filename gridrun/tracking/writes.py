@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
+from mlflow.exceptions import MlflowException
 
 MAX_PARAM_LENGTH = 6000
 BATCH = 100  # MLflow accepts at most 100 params or tags in one log_batch call
@@ -28,11 +29,31 @@ def format_param(value: Any) -> str:
     return str(value)
 
 
+def lost_insert_race(error: Exception) -> bool:
+    """Whether a write failed because a concurrent writer inserted the same row first."""
+    text = str(error)
+    return any(sign in text for sign in ("UNIQUE constraint failed", "duplicate key value",
+                                         "IntegrityError"))
+
+
 class RunWrites:
     """Writes on any run, through one client."""
 
     def __init__(self, client: MlflowClient):
         self.client = client
+
+    def set_experiment_tags(self, experiment_id: str, tags: dict[str, str]) -> None:
+        """Tags on the grid's experiment, which concurrent launches of the grid write at the
+        same moment. MLflow's stores insert a tag the experiment does not have yet without an
+        upsert, so of two first writes one fails on the unique key (SQLite's "UNIQUE constraint
+        failed", PostgreSQL's "duplicate key"): the loser writes again, an update now."""
+        for key, value in tags.items():
+            try:
+                self.client.set_experiment_tag(experiment_id, key, value)
+            except MlflowException as e:
+                if not lost_insert_race(e):
+                    raise
+                self.client.set_experiment_tag(experiment_id, key, value)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])

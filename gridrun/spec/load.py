@@ -324,7 +324,8 @@ def check_settings_act(grid: Grid, where: str) -> None:
         if key in given and acting and all(cfg[key] >= cfg[limit] if strict
                                            else cfg[key] > cfg[limit] for cfg in acting):
             raise GridError(f"{key} {acting[0][key]} does nothing: {what} within "
-                            f"{limit} {acting[0][limit]}; allowed: {key} below {limit}", where)
+                            f"{limit} {acting[0][limit]}; allowed: {key} "
+                            f"{'below' if strict else 'at most'} {limit}", where)
 
 
 def grid_from_settings(overrides: list[str] | tuple[str, ...], name: str) -> Grid:

@@ -13,7 +13,7 @@ import yaml
 
 from ..errors import GridError
 from . import config
-from .grid import Axis, Grid, format_value
+from .grid import Axis, Cell, Grid, format_value
 from .safe_yaml import quoted, read_grid_file, read_yaml
 from .sections import EXECUTION, MAX_CELLS, TRACK, launch_settings, parse_schedule, parse_search, parse_seeds
 
@@ -290,28 +290,30 @@ def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     if grid.size() > MAX_CELLS:
         raise GridError(f"the grid has {grid.size():,} combinations; the limit is {MAX_CELLS:,} "
                         "(split it into several grids)", where)
-    if not grid.cells():
+    cells = grid.cells()  # every cell resolved and checked: seconds for the largest grids
+    if not cells:
         raise GridError("every cell is excluded; nothing to run", where)
-    check_settings_act(grid, where)
+    check_settings_act(grid, where, cells)
     return grid
 
 
-def check_settings_act(grid: Grid, where: str) -> None:
+def check_settings_act(grid: Grid, where: str, cells: list[Cell] | None = None) -> None:
     """Refuse a setting the grid gives that can do nothing in any of its cells, rather than
     train without a word: a key that applies to none of them (`optim.momentum` where no cell
     uses SGD), an ASHA schedule with no rung below any cell's `train.max_epochs` (nothing can
-    ever be pruned), a step schedule that never steps, an abort check after the last epoch."""
-    cells = [c.config for c in grid.cells()]
+    ever be pruned), a step schedule that never steps, an abort check after the last epoch.
+    `cells`: the grid's, when the caller has them already."""
+    configs = [c.config for c in (grid.cells() if cells is None else cells)]
     given = {*grid.fixed, *grid.overrides,
              *(key for axis in grid.axes for _, settings in axis.values for key in settings)}
     for key in sorted(given):
         option = config.OPTIONS[key]
-        if option.applies is not None and not any(key in cfg for cfg in cells):
+        if option.applies is not None and not any(key in cfg for cfg in configs):
             raise GridError(f"{key} does nothing here: it needs {option.when}, which no cell of "
                             "the grid has; allowed: remove it, or give cells what it needs", where)
     if grid.schedule.name == "asha" and not any(grid.schedule.rungs(cfg["train.max_epochs"])
-                                                for cfg in cells):
-        most = max(cfg["train.max_epochs"] for cfg in cells)
+                                                for cfg in configs):
+        most = max(cfg["train.max_epochs"] for cfg in configs)
         raise GridError(f"schedule asha can never prune: its first rung, schedule.min_epochs "
                         f"{grid.schedule.min_epochs}, is not below any cell's train.max_epochs "
                         f"(at most {most}); allowed: schedule.min_epochs below {most}, or "
@@ -320,7 +322,7 @@ def check_settings_act(grid: Grid, where: str) -> None:
                               "decays"),
                              ("train.abort_epoch", "train.max_epochs", "the check never runs")):
         strict = key == "train.step_size"  # a step at epoch max_epochs comes after training
-        acting = [cfg for cfg in cells if key in cfg]
+        acting = [cfg for cfg in configs if key in cfg]
         if key in given and acting and all(cfg[key] >= cfg[limit] if strict
                                            else cfg[key] > cfg[limit] for cfg in acting):
             raise GridError(f"{key} {acting[0][key]} does nothing: {what} within "

@@ -163,6 +163,7 @@ def test_sigterm_stops_a_two_worker_launch_at_once_and_the_relaunch_resumes_ever
     for name, run in cells.items():
         resumed = client.get_run(run.info.run_id)  # the same run, continued
         assert resumed.info.status == "FINISHED"
+        assert not resumed.data.tags.get("gridrun.signal")  # no longer what ended it
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
         assert sorted(steps) == list(range(1, 9)), (name, steps)  # 1..8, each once
         assert 8 > killed_at[name] >= 2

@@ -223,7 +223,7 @@ class Claims:
         if saved is None:
             self.checkpoint_path(cell).unlink(missing_ok=True)
         tags = {**self._owner_tags(refused), T.RESUMED: str(len(claims_of(run))),
-                T.REASON: ""}
+                T.REASON: "", T.SIGNAL: ""}  # what ended the last try is history now
         try:
             self.ledger.reopen(run_id, tags)
         except MlflowException:  # the run went to the trash under us: not ours after all

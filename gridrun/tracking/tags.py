@@ -38,6 +38,7 @@ OUTCOME = "gridrun.outcome"  # running | early_stopped | max_epochs | not_conver
 REASON = "gridrun.reason"
 ERROR = "gridrun.error"  # the last error; ERROR + "." + n: the error of try n (--retries)
 SIGNAL = "gridrun.signal"  # SIGINT | SIGTERM: the signal that stopped a KILLED run's launch
+#                             (emptied, like REASON, when the run is resumed)
 CHECKPOINT_REFUSED = "gridrun.checkpoint_refused"  # why a cell's checkpoint was not loaded
 DEVICE = "gridrun.device"
 DATA_SOURCE = "gridrun.data_source"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import textwrap
@@ -114,3 +115,18 @@ def mlflow_server(tmp_path_factory):
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=30)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def browser():
+    """A page of headless Chromium (Debian's, driven by Playwright) for what a person looks at."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test extra")
+    if CHROMIUM is None:
+        pytest.skip("no Chromium: .ci/run installs Debian's chromium package")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+        chromium.close()

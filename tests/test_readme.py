@@ -23,9 +23,14 @@ def test_readme_main_command_launches_the_quickstart_grid():
     assert (REPO / "grids" / "quickstart.yaml").exists()
 
 
-def test_performance_section_names_the_benchmark_commands_and_a_date():
+def test_readme_is_a_front_door_and_the_benchmarks_live_on_their_page():
     text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 200, "the README fits on a few screens; the rest is docs/"
     section = text.split("## Performance", 1)[1].split("\n## ", 1)[0]
     assert "python benchmarks/grid_throughput.py" in section
-    assert "python benchmarks/summary_speed.py" in section
     assert re.search(r"20\d\d-\d\d-\d\d", section), "figures carry the date they were measured"
+    assert "docs/benchmarks.md" in section
+    page = (REPO / "docs" / "benchmarks.md").read_text()
+    for script in sorted((REPO / "benchmarks").glob("*.py")):
+        if not script.name.startswith("_"):
+            assert f"benchmarks/{script.name}" in page, f"{script.name} has no place on the page"

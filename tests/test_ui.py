@@ -8,7 +8,6 @@ Set GRIDRUN_SCREENSHOTS=DIR to keep the screenshots of that path.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from gridrun.spec.load import load_grid
 
 pytestmark = pytest.mark.server
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 STUDY = """
     name: ui-study
     description: Two variants x two optimizers on digits, to look at in mlflow ui
@@ -35,17 +33,6 @@ STUDY = """
         sgd0.9: {optim.name: sgd, optim.momentum: 0.9, optim.lr: 0.05}
         adam: {optim.name: adam, optim.lr: 0.002}
 """
-
-
-@pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test extra")
-    if CHROMIUM is None:
-        pytest.skip("no Chromium: .ci/run installs Debian's chromium package")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium.new_context(viewport={"width": 1600, "height": 1000}).new_page()
-        chromium.close()
 
 
 # the text of the run page's parameters box: the smallest element around its search field that

@@ -17,14 +17,11 @@ def models():
         click.echo(f"{name.ljust(width)}  {total:>12,}  {spec.summary}")
 
 
-@cli.command(epilog="\b\nExample:\n  gridrun keys")
-def keys():
+@cli.command(epilog="\b\nExamples:\n  gridrun keys\n  gridrun keys --format markdown > keys.md")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text",
+              show_default=True, help="markdown: a table per section, as on the docs site")
+def keys(fmt):
     """List every setting a grid may use, with its default and allowed values."""
-    from ..spec.config import FROM_MODEL, OPTIONS
+    from ..spec.reference import keys_markdown, keys_text
 
-    for opt in OPTIONS.values():
-        default = "(from the model)" if opt.default is FROM_MODEL else repr(opt.default)
-        applies = f"  [only for {opt.when}]" if opt.when else ""
-        click.echo(f"{opt.key:<22} default {default:<18} {opt.allowed()}{applies}")
-        if opt.doc:
-            click.echo(f"{'':<22} {opt.doc}")
+    click.echo(keys_markdown() if fmt == "markdown" else keys_text(), nl=False)

@@ -31,6 +31,8 @@ class SilentProgress:
 
 @dataclass
 class LaunchReport:
+    """What a launch did: where it recorded, how many cells it ran, skipped, resumed or left to
+    another launch (`failed` and `ran` count its outcomes), and the grid's best cell."""
     experiment_id: str
     parent_run_id: str | None  # None when every cell was already finished
     planned: int  # cells in the grid

@@ -46,6 +46,8 @@ class Axis:
 
 @dataclass
 class Cell:
+    """One configuration of a grid, resolved (defaults filled in, keys that do not apply
+    dropped), with its seed: it trains once, into one run, found again by its `id`."""
     index: int  # position in grid order
     config: dict[str, Any]  # resolved, flat, dotted keys
     name: str  # readable run name, e.g. "leaky_nodrop-lr0.005-sgd0.5"
@@ -57,6 +59,8 @@ class Cell:
 
 @dataclass
 class Grid:
+    """A grid file, read and checked (`load_grid`): its axes and settings, and the `--set`,
+    `--only` and `--schedule` given with it. `cells()` expands it, in grid order."""
     path: str
     name: str
     description: str

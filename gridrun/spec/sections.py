@@ -28,10 +28,37 @@ EXECUTION = {"executor": ("auto", "local", "inline", "ray"), "workers": "auto", 
 # outage_limit: seconds a launch waits out an unreachable tracking server (gridrun.launch.outbox)
 TRACK = {"log_model": ("best", "all", "none"), "figures": ("best", "all", "none"),
          "keep_checkpoints": False, "system_metrics": 10, "outage_limit": 300}
+# what each of those keys does, for `gridrun keys` and the docs' key reference
+SECTION_DOCS = {
+    "execution.executor": "where cells train: local (worker processes), inline (this process, "
+                          "for debugging), ray (actors on a Ray cluster); auto: local, or inline "
+                          "for a single cell",
+    "execution.workers": "cells trained at once (auto: one single-thread worker per CPU core, one "
+                         "per GPU)",
+    "execution.threads": "torch threads of each worker (auto: cores // workers)",
+    "execution.retries": "tries again, from its last checkpoint, a cell that raised or whose "
+                         "worker died, before recording it FAILED",
+    "execution.address": "the Ray cluster to join (auto, or HEAD:6379); none: a local Ray "
+                         "instance of the launch's own",
+    "execution.resources": "what each cell asks of a Ray cluster: {cpus, gpus} (gpus 0.25: four "
+                           "cells share a GPU)",
+    "track.log_model": "log the model of the launch's best cell, of every cell, or of none",
+    "track.figures": "draw curves and confusion matrices for the best cell, every cell, or none",
+    "track.keep_checkpoints": "keep a cell's checkpoint after its run is FINISHED",
+    "track.system_metrics": "seconds between samples of each cell's worker: CPU, memory, GPU "
+                            "(0: none)",
+    "track.outage_limit": "seconds a launch waits out an unreachable tracking server, keeping "
+                          "its records, before it stops",
+    "schedule.name": "all: train every cell to its end; asha: successive halving at rungs "
+                     "min_epochs * reduction_factor^k; hyperband: Optuna's, for search: grids",
+    "schedule.min_epochs": "the first rung's epoch (r)",
+    "schedule.reduction_factor": "the top 1/eta of the cells at a rung go on (eta)",
+}
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 SCHEDULES = ("all", "asha", "hyperband")  # hyperband: searches only
 SCHEDULE_DEFAULTS = {"min_epochs": 1, "reduction_factor": 3}
+SCHEDULE_LEAST = {"min_epochs": 1, "reduction_factor": 2}  # the smallest value each may take
 
 
 @dataclass(frozen=True)
@@ -189,7 +216,7 @@ def parse_schedule(raw: Any, search: bool, where: str) -> Schedule:
         raise GridError(f"unknown schedule {quoted(name)}; allowed: {', '.join(names)}"
                         + ("" if search else " (hyperband: for search: grids)"), where)
     settings = {}
-    for key, least in (("min_epochs", 1), ("reduction_factor", 2)):
+    for key, least in SCHEDULE_LEAST.items():
         value = raw.get(key, SCHEDULE_DEFAULTS[key])
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise GridError(f"must be an integer >= {least}, got {value!r}",

@@ -35,25 +35,26 @@ SCHEDULE = "gridrun.schedule"  # "asha" on cells an ASHA schedule decides
 # how a cell ended
 OUTCOME = "gridrun.outcome"  # running | early_stopped | max_epochs | not_converging | pruned
 #                               | failed | killed
-REASON = "gridrun.reason"
+REASON = "gridrun.reason"  # why the cell ended, in words (emptied when the run is resumed)
 ERROR = "gridrun.error"  # the last error; ERROR + "." + n: the error of try n (--retries)
 SIGNAL = "gridrun.signal"  # SIGINT | SIGTERM: the signal that stopped a KILLED run's launch
 #                             (emptied, like REASON, when the run is resumed)
 CHECKPOINT_REFUSED = "gridrun.checkpoint_refused"  # why a cell's checkpoint was not loaded
-DEVICE = "gridrun.device"
-DATA_SOURCE = "gridrun.data_source"
+DEVICE = "gridrun.device"  # where the cell trained: cpu, cuda:0, ...
+DATA_SOURCE = "gridrun.data_source"  # the data directory the cell read, or the code that made it
 BEST_OF_LAUNCH = "gridrun.best_of_launch"  # on the launch's best cell: the launch run's id
 PARAMS_TOTAL = "gridrun.params_total"  # the model's size: a tag, not a metric to chart
-PARAMS_TRAINABLE = "gridrun.params_trainable"
+PARAMS_TRAINABLE = "gridrun.params_trainable"  # of them, the ones the optimizer updates
 
 # the launch run
 CELLS = "gridrun.cells"  # cells this launch set out to train
-CELLS_PREFIX = "gridrun.cells_"  # + planned | skipped | ran | failed | resumed | elsewhere
+CELLS_PREFIX = "gridrun.cells_"  # + what: how many cells the launch planned, skipped, ran,
+#                                 failed, resumed, or left to another launch (elsewhere)
 OVERRIDES = "gridrun.overrides"  # the launch's --set arguments, so `summary` finds its cells
 ONLY = "gridrun.only"  # --only: the slice of the grid a launch ran
 PROJECT_RUN = "gridrun.project_run"  # under `mlflow run`: the project's run, linked both ways
-LAUNCH_RUN = "gridrun.launch_run"
-EXPERIMENT = "gridrun.experiment"
+LAUNCH_RUN = "gridrun.launch_run"  # ... and on the project's run: the launch run
+EXPERIMENT = "gridrun.experiment"  # on a project run or registered version: the experiment
 BEST_CELL = "gridrun.best_cell"  # the grid's best finished cell when the launch ended: its name
 BEST_RUN = "gridrun.best_run"  # ... and its run id
 BEST_TEST_ACC = "best_test_acc"  # a metric of the launch run: the study's result
@@ -63,15 +64,15 @@ RECORD_SECONDS = "gridrun.record_seconds"  # "mean max" seconds the writer took 
 CLAIM_PREFIX = "gridrun.claim."  # + n, a tag: the n-th owner of a run (0: its creator)
 CLAIM_EXPERIMENT = "gridrun-claim/"  # + run id/n: the name whose creation wins claim n
 HEARTBEAT = "gridrun.heartbeat"  # unix seconds of the owner's last beat
-HOST = "gridrun.host"
-PID = "gridrun.pid"
+HOST = "gridrun.host"  # the machine of the launch that owns the run
+PID = "gridrun.pid"  # ... and its process id
 OWNER = "gridrun.owner"  # the launch's token
 LAUNCH = "gridrun.launch"  # on a cell run: the launch run that trains it now
 RESUMED = "gridrun.resumed"  # how many times a run was taken over and continued
 WITHDRAWN = "gridrun.withdrawn"  # a run that lost a claim race, on its way to the trash
 
 # registered models (`summary --register`)
-CELL_NAME = "gridrun.cell_name"
+CELL_NAME = "gridrun.cell_name"  # on a registered version: the cell's run name
 CHOSEN_BY = "gridrun.chosen_by"  # the rule that chose the cell, and the cells it tied with
 
 # the experiment

@@ -3,7 +3,7 @@
     app.py   the group, the one error line (`error: <where>: <what>; <allowed>`, exit 2), the
              options several commands share, `main`
     run.py   `launch`, `cell`
-    read.py  `status`, `summary`
+    read.py  `status`, `summary`, `report`
     info.py  `models`, `keys`
 
 Exit codes: 0 success; 1 some cells failed (launch) or not every cell finished (status);

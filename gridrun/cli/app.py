@@ -73,10 +73,12 @@ def cli():
 
 def quiet_mlflow() -> None:
     """MLflow logs its database set-up at INFO and, against a server, prints a link each time a
-    run ends; only warnings belong in our output (the launch prints the experiment's link once)."""
+    run ends, and a progress bar for each artifact it downloads; only warnings belong in our
+    output (the launch prints the experiment's link once)."""
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def overrides_option(fn):

@@ -1,10 +1,8 @@
-"""`gridrun status` and `gridrun summary`: what a grid's runs say, read-only (`--log` and
+"""`gridrun status`, `summary` and `report`: what a grid's runs say, read-only (`--log` and
 `--register` write through the tracking layer)."""
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 
 import click
 
@@ -97,7 +95,7 @@ def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, comp
     reads the store, unless --log asks it to log the rendered table on that launch's parent
     run, or --register NAME to register the best cell's model.
     """
-    from ..results.render import render
+    from ..results.render import render, write_atomically
     from ..results.status import grid_as_launched
     from ..results.tables import table
     from ..spec.load import printable
@@ -117,7 +115,7 @@ def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, comp
     color = fmt == "term" and output is None and sys.stdout.isatty()
     text = render(df, fmt, color=color)
     if output:
-        _write_atomically(output, text)
+        write_atomically(output, text)
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
@@ -139,14 +137,47 @@ def summary(grid_file, experiment, fmt, output, sort, pivot, effects, view, comp
                    err=True)
 
 
-def _write_atomically(path: str, text: str) -> None:
-    """Write via a temporary file and a rename: a failure never leaves half a table behind."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".gridrun-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+@cli.command(epilog="""\b
+Examples:
+  gridrun report grids/activation_vs_optim.yaml
+  gridrun report grids/activation_vs_optim.yaml -o table1.html \\
+      --compare grids/activation_vs_optim.report001.csv --color-by optimizer --log
+
+\b
+The page holds the results table (sortable), every cell's learning curves, each factor's
+accuracy by level and error distribution, which factor mattered (Optuna's fANOVA) with the
+marginal effects, parallel coordinates over the grid's axes, the best cell's curves,
+confusion matrix and per-class accuracy, what the study cost, and its provenance. It is one
+file: it opens offline and fetches nothing.""")
+@click.argument("grid_file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="FILE.html",
+              help="Where to write the page [default: <grid name>-report.html].")
+@click.option("--compare", type=click.Path(dir_okay=False), metavar="FILE.csv",
+              help="Published results beside ours in the results table, as in summary.")
+@click.option("--color-by", metavar="FACTOR",
+              help="The axis whose levels colour the learning curves [default: the first].")
+@click.option("--log", "log_page", is_flag=True,
+              help="Also log the page and its figures (PNG and SVG) on the latest launch's "
+                   "parent run (report/), where mlflow ui shows them.")
+@overrides_option
+@tracking_uri_option
+def report(grid_file, output, compare, color_by, log_page, overrides, overrides_list,
+           tracking_uri):
+    """Write a grid's results as one self-contained HTML page, to read, share and cite."""
+    from ..results.page import write_report
+    from ..results.status import grid_as_launched
+    from ..spec.load import load_grid
+    from ..tracking.store import check_tracking_uri
+
+    quiet_mlflow()
+    given = all_overrides(overrides, overrides_list)
+    load_grid(grid_file, given)  # a bad file or --set is an error before the store is read
+    check_tracking_uri(tracking_uri)
+    grid = grid_as_launched(grid_file, given or None, tracking_uri)
+    done = write_report(grid, tracking_uri, output, compare, log_page, color_by,
+                        command=" ".join(["gridrun", *sys.argv[1:]]))
+    more = f", {done['not_run']} not run yet" if done["not_run"] else ""
+    click.echo(f"wrote {done['path']} ({done['bytes'] / 1e3:.0f} kB): {done['cells']} cells"
+               f"{more}; open it in a browser", err=True)
+    if done["logged_on"]:
+        click.echo(f"logged it on launch run {done['logged_on']} (report/)", err=True)

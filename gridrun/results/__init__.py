@@ -6,6 +6,9 @@
     render.py    tables as terminal text, Markdown, LaTeX, CSV, HTML
     figures.py   per-cell reports and figures (curves, confusion), per-grid plots
     status.py    every cell's state (`gridrun status`)
+    study.py     a study read once: cells, curves, the best cell's reports, launches, data;
+                 which factor mattered (fANOVA), what it cost
+    page.py      the study page (`gridrun report`) and its figures, for a notebook too
     registry.py  the best cell into MLflow's model registry (written by `gridrun.tracking`)
 
 Torch-free (an import contract says so): `summary` and `status` answer in a fraction of a
@@ -15,8 +18,9 @@ second. May import: `gridrun.tracking`, `gridrun.train.records`, `gridrun.spec`,
 from .frames import cells_frame, factor_levels, factors, runs_frame
 from .render import FORMATS, render
 from .status import grid_as_launched, grid_status
+from .study import Study, cost, importance, read_study
 from .tables import effects_table, pivot_table, read_reference, table, tabulate
 
-__all__ = ["FORMATS", "cells_frame", "effects_table", "factor_levels", "factors",
-           "grid_as_launched", "grid_status", "pivot_table", "read_reference", "render",
-           "runs_frame", "table", "tabulate"]
+__all__ = ["FORMATS", "Study", "cells_frame", "cost", "effects_table", "factor_levels", "factors",
+           "grid_as_launched", "grid_status", "importance", "pivot_table", "read_reference",
+           "read_study", "render", "runs_frame", "table", "tabulate"]

@@ -109,7 +109,6 @@ def best_cell(cells: pd.DataFrame) -> Best | None:
     out (their accuracy is an early epoch's), with the cells it tied with; None when none
     finished."""
     done = finished_accuracy(cells)
-    done = done[done["outcome"] != "pruned"]
     if done.empty:
         return None
     rows = list(done.itertuples(index=False))
@@ -120,6 +119,10 @@ def best_cell(cells: pd.DataFrame) -> Best | None:
 
 
 def finished_accuracy(cells: pd.DataFrame) -> pd.DataFrame:
-    done = cells[(cells["status"] == "FINISHED") & cells["test_acc"].notna()].copy()
+    """The cells with a result, accuracy in %: finished, scored, and not pruned (a pruned
+    cell's test accuracy is an early epoch's, as the summary table and the plots treat it)."""
+    done = cells[(cells["status"] == "FINISHED") & cells["test_acc"].notna()
+                 & (cells.get("outcome", pd.Series(index=cells.index, dtype=object))
+                    != "pruned")].copy()
     done["accuracy"] = done["test_acc"] * 100
     return done

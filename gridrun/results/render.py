@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import html
 import io
+import os
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 
@@ -97,3 +100,19 @@ def _term(header, cells, is_bold, color) -> str:
     if not color and any(any(m) for m in is_bold):
         text += "* best\n"
     return text
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Write via a temporary file beside `path` and a rename: a failure never leaves half a
+    table (or half a page) behind."""
+    fd, tmp = tempfile.mkstemp(dir=Path(path).resolve().parent, prefix=".gridrun-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would make it, not mkstemp's 0600
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

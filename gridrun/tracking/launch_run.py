@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from importlib import metadata
 
 from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
@@ -75,6 +78,35 @@ def levels_of(grid: Grid, cells: list[Cell] | None) -> dict[str, list[str]]:
             for a in grid.axes if taken[a.name]}
 
 
+def versions() -> str:
+    """What produced the numbers: `gridrun 0.1.0; torch 2.14.1; ...; Python 3.11.7`."""
+    found = []
+    for package in ("gridrun", "torch", "torchvision", "mlflow"):
+        try:
+            found.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return "; ".join([*found, f"Python {platform.python_version()}"])
+
+
+def machine() -> str:
+    """Where the launch ran: `Linux x86_64; AMD EPYC 9B14; 2 cores`, and its GPUs when torch
+    (loaded by then in a launch) sees some. Cells trained elsewhere (Ray) say their device in
+    `gridrun.device`."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    parts = [f"{platform.system()} {platform.machine()}", cpu, f"{os.cpu_count()} cores"]
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        parts += [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return "; ".join(parts)
+
+
 class LaunchRun(RunWrites):
     """Writes on a launch's parent run. `source_tags` (set by `start`) are the launch's
     MLflow Source, which its cells carry too."""
@@ -90,7 +122,8 @@ class LaunchRun(RunWrites):
         project's own run is adopted when it is in the grid's experiment, and otherwise linked
         to the new parent by tags."""
         tags = {T.KIND: "launch", T.GRID: grid.name, T.GRID_FILE: grid.path,
-                T.CELLS: str(cells_planned), **(extra_tags or {})}
+                T.CELLS: str(cells_planned), T.VERSIONS: versions(), T.MACHINE: machine(),
+                **(extra_tags or {})}
         described = f"{grid.description.strip()}\n\n" if grid.description else ""
         tags[MLFLOW_RUN_NOTE] = (f"{described}{cells_planned} cells of grid '{grid.name}' "
                                  f"({grid.path}) to train in this launch.")

@@ -54,10 +54,24 @@ def log_on_latest_launch(experiment: str, text: str, artifact_file: str,
                          tracking_uri: str | None = None) -> str | None:
     """Attach `text` (a rendered table: `summary --log`) to the experiment's latest launch run;
     returns that run's id (None: no launch yet)."""
+    recorder, run_id = _latest_launch(experiment, tracking_uri)
+    if run_id is not None:
+        recorder.log_artifact_text(run_id, text, artifact_file)
+    return run_id
+
+
+def log_folder_on_latest_launch(experiment: str, folder, artifact_path: str,
+                                tracking_uri: str | None = None) -> str | None:
+    """Attach every file of `folder` (a study page and its figures: `report --log`) to the
+    experiment's latest launch run, under `artifact_path`; returns that run's id."""
+    recorder, run_id = _latest_launch(experiment, tracking_uri)
+    if run_id is not None:
+        recorder.log_files(run_id, folder, artifact_path)
+    return run_id
+
+
+def _latest_launch(experiment: str, tracking_uri: str | None) -> tuple[Recorder, str | None]:
     recorder = Recorder(tracking_uri)
     exp_id = recorder.store.experiment_id(experiment)
     latest = recorder.store.latest_launch(exp_id) if exp_id else None
-    if latest is None:
-        return None
-    recorder.log_artifact_text(latest.info.run_id, text, artifact_file)
-    return latest.info.run_id
+    return recorder, latest.info.run_id if latest is not None else None

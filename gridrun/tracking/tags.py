@@ -58,6 +58,8 @@ EXPERIMENT = "gridrun.experiment"  # on a project run or registered version: the
 BEST_CELL = "gridrun.best_cell"  # the grid's best finished cell when the launch ended: its name
 BEST_RUN = "gridrun.best_run"  # ... and its run id
 BEST_TEST_ACC = "best_test_acc"  # a metric of the launch run: the study's result
+VERSIONS = "gridrun.versions"  # gridrun, torch, torchvision, MLflow and Python of the launch
+MACHINE = "gridrun.machine"  # the launching machine: OS, CPU model and cores, GPUs
 RECORD_SECONDS = "gridrun.record_seconds"  # "mean max" seconds the writer took per cell
 
 # claims and liveness (`gridrun.tracking.claims`)

@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import classification_report, confusion_matrix
 
 from ..train.records import CellResult
+from .frames import has_result
 
 TOP_CONFUSIONS = 5
 
@@ -167,10 +168,7 @@ def grid_plots(cells: pd.DataFrame, levels: dict[str, pd.Series], out: Path) -> 
     `levels` maps each factor (axis) to the level of every cell, aligned with `cells`.
     """
     out.mkdir(parents=True, exist_ok=True)
-    # pruned cells' test accuracy is an early epoch's, not a result: left out, as in the summary
-    finished = cells["test_acc"].notna() & (cells["status"] == "FINISHED")
-    if "outcome" in cells:
-        finished &= cells["outcome"] != "pruned"
+    finished = has_result(cells)  # pruned cells' accuracy is an early epoch's: left out
     done = cells[finished]
     files: list[Path] = []
     if done.empty:

@@ -118,11 +118,15 @@ def best_cell(cells: pd.DataFrame) -> Best | None:
     return Best(row.name, row.run_id, row.cell, float(row.test_acc), tuple(tied), BEST_RULE)
 
 
+def has_result(cells: pd.DataFrame) -> pd.Series:
+    """Which cells have a result: finished, scored, and not pruned (a pruned cell's test
+    accuracy is an early epoch's; the table, the effects and the plots all leave it out)."""
+    outcome = cells["outcome"] if "outcome" in cells else pd.Series("", index=cells.index)
+    return (cells["status"] == "FINISHED") & cells["test_acc"].notna() & (outcome != "pruned")
+
+
 def finished_accuracy(cells: pd.DataFrame) -> pd.DataFrame:
-    """The cells with a result, accuracy in %: finished, scored, and not pruned (a pruned
-    cell's test accuracy is an early epoch's, as the summary table and the plots treat it)."""
-    done = cells[(cells["status"] == "FINISHED") & cells["test_acc"].notna()
-                 & (cells.get("outcome", pd.Series(index=cells.index, dtype=object))
-                    != "pruned")].copy()
+    """The cells with a result (`has_result`), their accuracy in % as `accuracy`."""
+    done = cells[has_result(cells)].copy()
     done["accuracy"] = done["test_acc"] * 100
     return done

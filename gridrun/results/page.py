@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..tracking.recorder import log_folder_on_latest_launch
 from .figures import accuracy_axis
-from .frames import BEST_RULE
+from .frames import BEST_RULE, has_result
 from .render import render, write_atomically
 from .study import Study, cost, importance, read_study
 
@@ -88,17 +88,11 @@ def learning_curves(study: Study, color_by: str | None = None) -> plt.Figure:
     return fig
 
 
-def _finished(study: Study) -> pd.Series:
-    cells = study.cells
-    return (cells["status"] == "FINISHED") & cells["test_acc"].notna() & (
-        cells["outcome"] != "pruned")
-
-
 def factor_view(study: Study, factor: str) -> plt.Figure:
     """One factor: test accuracy of every finished cell by level (each dot a cell or seed, the
     bar the mean), and the empirical distribution of the error per level (the design-spaces
     EDF: a curve further left and higher is a better level, over all the other factors)."""
-    done = _finished(study)
+    done = has_result(study.cells)
     levels = study.levels(factor)[done]
     accuracy = study.cells.loc[done, "test_acc"] * 100
     order = list(dict.fromkeys(study.levels(factor)))
@@ -131,7 +125,7 @@ def factor_view(study: Study, factor: str) -> plt.Figure:
 def parallel_coordinates(study: Study) -> plt.Figure:
     """Every finished cell as a line through its level on each of the grid's axes (its own
     levels, in grid order) to its test accuracy, coloured by that accuracy."""
-    done = _finished(study)
+    done = has_result(study.cells)
     cells = study.cells[done]
     accuracy = cells["test_acc"].to_numpy() * 100
     fig, ax = plt.subplots(figsize=(11, 4.2))

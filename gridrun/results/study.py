@@ -21,7 +21,7 @@ from ..errors import GridError
 from ..spec.grid import Grid
 from ..tracking import tags as T
 from ..tracking.store import Store
-from .frames import best_cell, cells_frame, factor_levels, factors
+from .frames import best_cell, cells_frame, factor_levels, factors, has_result
 from .tables import effects_table, read_reference, tabulate
 
 CURVE_METRICS = ("val_acc", "train_loss", "train_acc", "val_loss")
@@ -148,8 +148,7 @@ def factor_importance(cells: pd.DataFrame, names: list[str]) -> tuple[pd.DataFra
     from optuna.distributions import CategoricalDistribution
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
-    done = cells[(cells["status"] == "FINISHED") & cells["test_acc"].notna()
-                 & (cells["outcome"] != "pruned")]
+    done = cells[has_result(cells)]
     levels = {f: factor_levels(done, f) for f in names}
     names = [f for f in names if levels[f].nunique() > 1]
     if len(done) < 3 or not names:

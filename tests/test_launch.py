@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner
@@ -14,8 +12,6 @@ from gridrun.cli import cli
 from gridrun.launch import launch
 from gridrun.spec import config
 from gridrun.spec.load import load_grid
-
-from .conftest import REPO
 
 pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
 
@@ -206,33 +202,6 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(write_grid, tracking_ur
     result = CliRunner().invoke(cli, ["launch", str(path), "--tracking-uri", tracking_uri,
                                       "--executor", "inline"])
     assert "ran 1 cells, skipped 1 already finished, 1 failed" in result.output
-
-
-def test_quickstart_from_the_command_line_uses_mlflow_db_in_the_working_dir(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    cmd = [sys.executable, "-m", "gridrun.cli", "launch", str(REPO / "grids" / "quickstart.yaml"),
-           "--set", "train.max_epochs=1"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert "ran 4 cells" in proc.stdout
-    assert "[4/4]" in proc.stderr and "val_acc" in proc.stderr and "ETA" in proc.stderr
-    assert "INFO" not in proc.stderr
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("quickstart")
-    assert len(_children(client, exp.experiment_id)) == 4
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
-    if head:  # a git checkout: every run says which commit produced it
-        assert {r.data.tags.get("mlflow.source.git.commit")
-                for r in client.search_runs([exp.experiment_id])} == {head}
-    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert again.returncode == 0
-    assert "nothing to do: all 4 cells already finished" in again.stdout
-    # status without --set reads the grid as its latest launch ran it (train.max_epochs=1)
-    status = CliRunner().invoke(cli, ["status", str(REPO / "grids" / "quickstart.yaml"),
-                                      "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
-    assert status.exit_code == 0, status.output
-    assert status.output.splitlines()[-1] == "grid 'quickstart': 4 cells: 4 finished"
 
 
 def test_data_errors_come_before_any_run(write_grid, tmp_path, tracking_uri):

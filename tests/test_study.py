@@ -261,3 +261,12 @@ def test_report_refuses_a_grid_never_launched_in_one_line(tmp_path, write_grid):
                         r"grid first, or pass the --tracking-uri it was launched with\n",
                         result.output), result.output
     assert not (tmp_path / "p.html").exists() and not (tmp_path / "none.db").exists()
+
+
+def test_report_names_the_axes_when_colour_asks_for_another(write_grid, tmp_path):
+    grid = write_grid("name: axes\nfixed: {data.dataset: digits}\ngrid: {optim.lr: [0.1, 0.2]}\n")
+    result = CliRunner().invoke(cli, ["report", str(grid), "--color-by", "optimizer",
+                                      "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert result.exit_code == 2
+    assert result.output == ("error: --color-by: grid 'axes' has no axis 'optimizer'; "
+                             "allowed: optim.lr\n")

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..errors import GridError
 from ..tracking.recorder import log_folder_on_latest_launch
 from .figures import accuracy_axis
 from .frames import BEST_RULE, has_result
@@ -210,6 +211,10 @@ def write_report(grid, tracking_uri: str | None = None, output: str | Path | Non
     """`gridrun report`: read the study, write its page to `output` (default
     `<grid name>-report.html`), and with `log` put the page and every figure (PNG and SVG) on
     the latest launch run under `report/`. Returns what was written, for the caller to say."""
+    axes = [axis.name for axis in grid.axes]
+    if color_by is not None and color_by not in axes:  # before the store is read
+        raise GridError(f"grid '{grid.name}' has no axis '{color_by}'; allowed: "
+                        f"{', '.join(axes) or 'none (the grid has no axes)'}", "--color-by")
     study = read_study(grid, tracking_uri, compare)
     figures = figures_of(study, color_by)
     try:

@@ -176,6 +176,7 @@ def best_cell_figure(study: Study) -> plt.Figure:
         curves.legend(fontsize=7, loc="lower right")
         twin.legend(fontsize=7, loc="upper right")
     curves.set(xlabel="epoch", ylabel="accuracy", title=f"{best['name']}: curves")
+    curves.xaxis.get_major_locator().set_params(integer=True)
     cm = reports.get("confusion_matrix.json")
     if cm:
         names, values = cm["classes"], np.array(cm["matrix"])
@@ -282,7 +283,7 @@ def study_page(study: Study, figures: dict[str, str] | None = None, command: str
                 f"{int(best['epochs_needed'])} of {int(best['epochs_run'])} "
                 f"({html.escape(str(best['outcome']))}); chosen by {BEST_RULE}. Run "
                 f"<code>{best['run_id']}</code>.</p>" + figures["best"] +
-                "<h3>Most confused pairs</h3>" + (pairs_table.to_html(index=False)
+                "<h3>Most confused pairs</h3>" + (pairs_table.to_html(index=False, border=0)
                                                   if len(pairs_table) else "<p>not logged</p>"))
     section("cost", "Cost", _cost_table(spent))
     section("provenance", "Provenance", _provenance(study, command))
@@ -335,8 +336,12 @@ def _provenance(study: Study, command: str) -> str:
     data = pd.DataFrame(study.inputs)
     here = (f"gridrun {_version('gridrun')}, MLflow {_version('mlflow')}, pandas "
             f"{_version('pandas')}, Python {platform.python_version()}")
-    return ("<h3>Launches</h3>" + (launches.to_html(index=False) if len(launches) else "") +
-            "<h3>Data</h3>" + (data.to_html(index=False) if len(data) else "<p>not recorded</p>")
+    return ("<h3>Launches</h3>" + (launches.to_html(index=False, border=0) if len(launches)
+                                   else "") +
+            "<p class=note>The command as the launch run records it: the grid file, --set, "
+            "--only and --schedule (the options that choose cells); --data-dir and the store "
+            "are not part of it.</p><h3>Data</h3>" +
+            (data.to_html(index=False, border=0) if len(data) else "<p>not recorded</p>")
             + "<h3>The grid file</h3><pre>" + html.escape(study.grid.text) + "</pre>"
             + f"<p class=note>This page: <code>{html.escape(command)}</code>, with {here}, "
             f"from {html.escape(study.tracking_uri)}.</p>")

@@ -71,7 +71,7 @@ def read_study(grid: Grid, tracking_uri: str | None = None,
                  table=tabulate(cells, reference=reference), effects=effects_table(cells),
                  factors=varied, curves=curves, best=best,
                  reports=_reports(store, best["run_id"]) if best is not None else {},
-                 launches=_launches(store, experiment_id),
+                 launches=_launches(store, experiment_id, grid),
                  inputs=_inputs(store, cells["run_id"].dropna()), not_run=not_run)
 
 
@@ -102,22 +102,26 @@ def _reports(store: Store, run_id: str) -> dict:
     return out
 
 
-def _launches(store: Store, experiment_id: str) -> list[dict]:
-    """Every launch of the experiment: when, what command, where, with which versions."""
+def _launches(store: Store, experiment_id: str, grid: Grid) -> list[dict]:
+    """Every launch of the experiment: when, what command (the grid file and what the run
+    records of the options that change cells: --set, --only, --schedule), where, with which
+    versions."""
     out = []
     for run in sorted(store.runs(experiment_id, T.of_kind("launch")),
                       key=lambda r: r.info.start_time):
         tags = run.data.tags
         overrides = json.loads(tags.get(T.OVERRIDES, "[]"))
-        command = " ".join([tags.get("mlflow.source.name", "gridrun launch"),
-                            *(f"--set {o}" for o in overrides),
-                            *(f"--only {o}" for o in filter(None, tags.get(T.ONLY, "").split("; ")))])
+        schedule = run.data.params.get("schedule", "")
+        command = " ".join([
+            tags.get("mlflow.source.name", "gridrun launch"), *(f"--set {o}" for o in overrides),
+            *(f"--only {o}" for o in filter(None, tags.get(T.ONLY, "").split("; "))),
+            *([f"--schedule {schedule}"] if schedule and schedule != grid.schedule.name else [])])
         out.append({"run_id": run.info.run_id, "name": run.info.run_name,
                     "status": run.info.status, "start": run.info.start_time,
                     "end": run.info.end_time, "command": command,
                     "host": tags.get(T.HOST, ""), "versions": tags.get(T.VERSIONS, ""),
                     "machine": tags.get(T.MACHINE, ""), "ran": tags.get(T.cells_count("ran"), ""),
-                    "schedule": run.data.params.get("schedule", "")})
+                    "schedule": schedule})
     return out
 
 

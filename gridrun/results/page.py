@@ -42,7 +42,7 @@ def figures_of(study: Study, color_by: str | None = None) -> dict[str, plt.Figur
     figures = {"curves": learning_curves(study, color_by)}
     for factor in study.factors:
         figures[f"factor:{factor}"] = factor_view(study, factor)
-    if len(study.factors) >= 1:
+    if study.factors:
         figures["parallel"] = parallel_coordinates(study)
     if study.best is not None:
         figures["best"] = best_cell_figure(study)

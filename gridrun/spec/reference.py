@@ -40,7 +40,8 @@ def section_keys() -> list[KeyRow]:
         for key, allowed in defaults.items():
             rows.append(KeyRow(f"{section}.{key}", *_section_default(allowed), "", "no",
                                sections.SECTION_DOCS[f"{section}.{key}"]))
-    rows.append(KeyRow("schedule.name", "all", "one of " + ", ".join(sections.SCHEDULES),
+    rows.append(KeyRow("schedule.name", sections.Schedule().name,
+                       "one of " + ", ".join(sections.SCHEDULES),
                        "", "no", sections.SECTION_DOCS["schedule.name"]))
     for key, default in sections.SCHEDULE_DEFAULTS.items():
         rows.append(KeyRow(f"schedule.{key}", str(default),

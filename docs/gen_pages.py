@@ -166,6 +166,12 @@ def mlflow_markdown(uri: str) -> str:
                 out.append("| `<grid file name>` | the grid file as launched |")
             else:
                 out.append(f"| `{path}` | {ARTIFACTS[Path(path).name]} |")
+        if run is cell_run:  # only with a tracking server, and only while the run trains
+            out += ["", "With a tracking server, a cell run also holds its latest checkpoint "
+                    "while it trains, `checkpoints/epoch-NNNN.pt`, named by its tag "
+                    f"`{T.CHECKPOINT}` ({doc_of_tag(T.CHECKPOINT, docs)}); both are deleted "
+                    "when the run is FINISHED, unless `track.keep_checkpoints` "
+                    "([claims and resume](../concepts/claims-and-resume.md))."]
     out += ["", "MLflow's own tags (`mlflow.runName`, `mlflow.parentRunId`, `mlflow.source.*`, "
             "`mlflow.user`, …) are written too, as MLflow documents them. A logged model "
             "(`track.log_model`) is on the run's Models tab, named as its run."]

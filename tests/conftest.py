@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
+import stat
 import subprocess
+import tempfile
 import textwrap
 import time
 import urllib.request
@@ -130,3 +133,39 @@ def browser():
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield chromium.new_context(viewport={"width": 1600, "height": 1000}).new_page()
         chromium.close()
+
+
+TRACKING_SERVER = REPO / "scripts" / "tracking-server"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """`scripts/tracking-server` started as the docs say (PostgreSQL, basic auth): its URL and
+    the launch user's credentials, for MLflow's client (its environment variables)."""
+    # not under pytest's private tmp folders: as root, PostgreSQL runs as user postgres
+    folder = tempfile.mkdtemp(prefix="gridrun-tracking-server-")
+    os.chmod(folder, 0o755)
+    port, db_port = free_port(), free_port()
+    start = subprocess.run([str(TRACKING_SERVER), "start", "--dir", folder, "--port", str(port),
+                            "--db-port", str(db_port)], capture_output=True, text=True,
+                           timeout=600)
+    if start.returncode == 3:  # PostgreSQL (or its driver) is missing and could not be installed
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"no PostgreSQL here: {start.stderr.strip()}")
+    assert start.returncode == 0, start.stdout + start.stderr
+    url = f"http://127.0.0.1:{port}"
+    assert f"export MLFLOW_TRACKING_URI={url}" in start.stdout
+    user, password = re.search(r"export MLFLOW_TRACKING_USERNAME=(\S+) "
+                               r"MLFLOW_TRACKING_PASSWORD=(\S+)", start.stdout).groups()
+    secrets = os.path.join(folder, "secrets")
+    assert stat.S_IMODE(os.stat(secrets).st_mode) == 0o700
+    for name in ("admin-password", "launch.env", "pgpass", "postgres-password"):
+        assert stat.S_IMODE(os.stat(os.path.join(secrets, name)).st_mode) == 0o600, name
+    again = subprocess.run([str(TRACKING_SERVER), "start", "--dir", folder], capture_output=True,
+                           text=True, timeout=120)  # a second start prints no password
+    assert again.returncode == 0 and password not in again.stdout, again.stdout
+    yield url, {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+    stop = subprocess.run([str(TRACKING_SERVER), "stop", "--dir", folder, "--purge"],
+                          capture_output=True, text=True, timeout=120)
+    shutil.rmtree(folder, ignore_errors=True)
+    assert stop.returncode == 0, stop.stderr

@@ -40,9 +40,13 @@ def _drive(steps, stop_after: int | None = None):
     try:
         stats = next(steps)
         while True:
+            if isinstance(stats, saved.Saved):  # a checkpoint written: go on
+                stats = steps.send(None)
+                continue
             seen.append(stats)
             if stop_after is not None and len(seen) == stop_after:
-                steps.send(None)  # the epoch's decision runs and its checkpoint is written...
+                note = steps.send(None)  # the epoch's decision runs, its checkpoint is written
+                assert note == saved.Saved(stats.epoch, note.path)
                 steps.close()  # ...then the cell is dropped before the next epoch ends
                 return seen, None
             stats = steps.send(None)
@@ -69,9 +73,10 @@ def test_a_resumed_cell_ends_with_the_numbers_of_an_uninterrupted_one(
         digits, uninterrupted, tmp_path, stop_after):
     cfg, expected = uninterrupted
     path = tmp_path / "cell.pt"
-    first, _ = _drive(epochs(cfg, digits, checkpoint=str(path), meta={"run": "r1"}), stop_after)
+    where = saved.Where(str(path), {"run": "r1"})
+    first, _ = _drive(epochs(cfg, digits, checkpoint=where), stop_after)
     assert saved.meta(path) == {"run": "r1", "epoch": stop_after}
-    rest, result = _drive(epochs(cfg, digits, checkpoint=str(path), meta={"run": "r1"}))
+    rest, result = _drive(epochs(cfg, digits, checkpoint=where))
     # the resumed generator yields only the epochs it trains; the result has the whole history
     assert [s.epoch for s in first + rest] == list(range(1, expected.epochs_run + 1))
     assert _numbers(result) == _numbers(expected)
@@ -80,12 +85,28 @@ def test_a_resumed_cell_ends_with_the_numbers_of_an_uninterrupted_one(
 
 
 @SLOW
+def test_a_checkpoint_carried_as_bytes_resumes_as_the_file_does(digits, uninterrupted):
+    """What a Ray actor on another machine does: no file; the checkpoint comes as bytes from
+    the launch and each new one goes back to it."""
+    cfg, expected = uninterrupted
+    steps = epochs(cfg, digits, checkpoint=saved.Where(meta={"run": "r1"}, hand_back=True))
+    assert next(steps).epoch == 1
+    note = steps.send(None)
+    assert (note.epoch, note.path) == (1, None) and saved.meta(note.blob) == {"run": "r1",
+                                                                                "epoch": 1}
+    steps.close()
+    rest, result = _drive(epochs(cfg, digits, checkpoint=saved.Where(blob=note.blob)))
+    assert [s.epoch for s in rest] == list(range(2, expected.epochs_run + 1))
+    assert _numbers(result) == _numbers(expected)
+
+
+@SLOW
 def test_a_cell_that_already_ended_resumes_straight_to_its_result(digits, uninterrupted, tmp_path):
     """Killed after its last epoch's checkpoint but before its result was recorded."""
     cfg, expected = uninterrupted
     path = tmp_path / "cell.pt"
-    _drive(epochs(cfg, digits, checkpoint=str(path)))
-    rest, result = _drive(epochs(cfg, digits, checkpoint=str(path)))
+    _drive(epochs(cfg, digits, checkpoint=saved.Where(str(path))))
+    rest, result = _drive(epochs(cfg, digits, checkpoint=saved.Where(str(path))))
     assert rest == []
     assert _numbers(result) == _numbers(expected)
 
@@ -95,13 +116,13 @@ def test_checkpoints_are_written_atomically_and_unreadable_ones_are_ignored(
         digits, uninterrupted, tmp_path):
     cfg, _ = uninterrupted
     path = tmp_path / "cell.pt"
-    _drive(epochs(cfg, digits, checkpoint=str(path)), stop_after=1)
+    _drive(epochs(cfg, digits, checkpoint=saved.Where(str(path))), stop_after=1)
     assert [p.name for p in tmp_path.iterdir()] == ["cell.pt"]  # no temporary file left
     path.write_bytes(b"half a checkpoint")  # e.g. a disk that filled up under another tool
     with pytest.raises(saved.Refused, match="unreadable"):
         saved.read(path)
     assert saved.read_or_none(path) is None
-    rest, result = _drive(epochs(cfg, digits, checkpoint=str(path)))
+    rest, result = _drive(epochs(cfg, digits, checkpoint=saved.Where(str(path))))
     assert len(rest) == result.epochs_run  # started over
 
 

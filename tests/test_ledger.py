@@ -96,7 +96,8 @@ def test_a_stale_run_without_a_checkpoint_is_closed_and_a_new_run_made(grid, tmp
     fresh = claims.claim(cell)
     assert fresh is not None and fresh.run_id != run_id and not fresh.resumed
     assert ledger.get_run(run_id).info.status == "KILLED"
-    assert "checkpoint is not on this machine" in ledger.get_run(run_id).data.tags[T.REASON]
+    reason = ledger.get_run(run_id).data.tags[T.REASON]
+    assert "no checkpoint of it is on this machine or in its artifacts" in reason
 
 
 def test_a_launch_that_died_here_is_closed_by_the_next_one(grid, tmp_path):

@@ -6,22 +6,20 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import stat
 import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 
 import pytest
 from mlflow import MlflowClient
 
-from .conftest import REPO, free_port
+from .conftest import TRACKING_SERVER as SCRIPT
 
-pytestmark = pytest.mark.server  # starts a real mlflow server (and PostgreSQL)
+# starts a real mlflow server and PostgreSQL, once per session: on one xdist worker with
+# tests/test_cluster.py, which uses it too (`--dist loadgroup`)
+pytestmark = [pytest.mark.server, pytest.mark.xdist_group("postgres")]
 
-SCRIPT = REPO / "scripts" / "tracking-server"
 EPOCHS = 3
 GRID = f"""
 name: shared-server
@@ -31,37 +29,6 @@ grid:
   optim.lr: [0.001, 0.002, 0.003, 0.004]
   seed: [0, 1]
 """
-
-
-@pytest.fixture(scope="module")
-def postgres_server():
-    # not under pytest's private tmp folders: as root, PostgreSQL runs as user postgres
-    folder = tempfile.mkdtemp(prefix="gridrun-tracking-server-")
-    os.chmod(folder, 0o755)
-    port, db_port = free_port(), free_port()
-    start = subprocess.run([str(SCRIPT), "start", "--dir", folder, "--port", str(port),
-                            "--db-port", str(db_port)], capture_output=True, text=True,
-                           timeout=600)
-    if start.returncode == 3:  # PostgreSQL (or its driver) is missing and could not be installed
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"no PostgreSQL here: {start.stderr.strip()}")
-    assert start.returncode == 0, start.stdout + start.stderr
-    url = f"http://127.0.0.1:{port}"
-    assert f"export MLFLOW_TRACKING_URI={url}" in start.stdout
-    user, password = re.search(r"export MLFLOW_TRACKING_USERNAME=(\S+) "
-                               r"MLFLOW_TRACKING_PASSWORD=(\S+)", start.stdout).groups()
-    secrets = os.path.join(folder, "secrets")
-    assert stat.S_IMODE(os.stat(secrets).st_mode) == 0o700
-    for name in ("admin-password", "launch.env", "pgpass", "postgres-password"):
-        assert stat.S_IMODE(os.stat(os.path.join(secrets, name)).st_mode) == 0o600, name
-    again = subprocess.run([str(SCRIPT), "start", "--dir", folder], capture_output=True,
-                           text=True, timeout=120)  # a second start prints no password
-    assert again.returncode == 0 and password not in again.stdout, again.stdout
-    yield url, {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
-    stop = subprocess.run([str(SCRIPT), "stop", "--dir", folder, "--purge"],
-                          capture_output=True, text=True, timeout=120)
-    shutil.rmtree(folder, ignore_errors=True)
-    assert stop.returncode == 0, stop.stderr
 
 
 def test_the_server_refuses_anonymous_requests_wrong_passwords_and_an_open_host(

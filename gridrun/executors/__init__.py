@@ -3,10 +3,11 @@
 An executor takes an iterable of cells, pulled lazily (a planner may decide the next cell only
 when a worker is free; a failed cell may come back for a retry after the iterator once ran
 dry, so executors ask it again whenever a worker is free), an optional per-epoch
-`decide(cell, stats) -> Stop | None`, and an optional `checkpoint_for(cell) -> (path, meta)`
-(where the cell resumes from and saves to after every epoch), and yields events
-(`gridrun.events`): CellStarted, EpochDone, CellFinished, CellFailed. The launch
-consumes the events and records them; it does not know which executor made them.
+`decide(cell, stats) -> Stop | None`, and an optional `checkpoint_for(cell) -> Where` (where
+the cell resumes from and saves to after every epoch: `gridrun.train.checkpoint.Where`), and
+yields events (`events.py`): CellStarted, EpochDone, CheckpointSaved, CellFinished,
+CellFailed. The launch consumes the events and records them; it does not know which executor
+made them.
 
 Every executor is a context manager (`with engine:` stops its workers on the way out) and
 drives cells through one loop, `runner.CellRunner` (start a cell, answer each epoch).

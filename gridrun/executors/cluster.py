@@ -20,8 +20,12 @@
   does what only it can: detecting a dead worker or node, placing actors, moving the data.
 - Actors belong to the driver: when the launching process dies, Ray ends them, so nothing
   trains beside a relaunch (which resumes from the checkpoints, `gridrun.claims`).
-- Checkpoints are written by the actors, to the launch's state directory: on a cluster of
-  several machines it must be a shared filesystem (`--state-dir`), as the README says.
+- Checkpoints travel with the calls, so no machine needs another's disk: a cell starts from
+  the checkpoint the launch hands its actor (as bytes, through the object store), and after
+  every epoch the actor hands its new checkpoint back (a `saved` message) before it trains the
+  next. The launch keeps it in its state directory and, with a tracking server, uploads it to
+  the run's artifacts (`gridrun.tracking.checkpoints`): when a node dies, its cells resume on
+  another node from their last epoch, and a launch on another machine can resume them too.
 
 Only this module imports Ray, and only when a launch asks for it (`pip install 'gridrun[ray]'`).
 """
@@ -35,6 +39,7 @@ from typing import Callable, Iterable, Iterator
 
 from ..errors import GridError
 from ..spec.grid import Cell
+from ..train.checkpoint import Where
 from ..train.records import Stop
 from .base import Stoppable
 from .events import CellFailed, Checkpoint, Event
@@ -152,8 +157,12 @@ class CellActor:
         images = {key: _unwire(ray.get(ref)) for key, ref in datasets.items()}
         self.runner = CellRunner(images)
 
-    def ready(self) -> tuple[str, tuple[int, str]]:
-        return "ready", (os.getpid(), socket.gethostname())
+    def ready(self) -> tuple[str, tuple[int, str, str]]:
+        import ray
+        node = ray.get_runtime_context().get_node_id()[:8]
+        return "ready", (os.getpid(), socket.gethostname(),
+                         f"Ray node {node} ({ray.util.get_node_ip_address()}), "
+                         f"process {os.getpid()}")
 
     def start(self, cell: Cell, checkpoint: Checkpoint | None):
         return self.runner.start(cell, checkpoint)
@@ -166,7 +175,7 @@ class _Actor:
     def __init__(self, handle):
         self.handle = handle
         self.cell: Cell | None = None
-        self.pid, self.host = 0, ""
+        self.pid, self.host, self.where = 0, "", ""
         self.ready = False
 
 
@@ -228,7 +237,7 @@ class RayExecutor(Stoppable):
             checkpoint_for: Callable[[Cell], Checkpoint | None] | None = None
             ) -> Iterator[Event]:
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import ObjectLostError, RayActorError
 
         self.start()
         pending = iter(cells)
@@ -243,8 +252,8 @@ class RayExecutor(Stoppable):
                 self._retire(actor)
                 return None
             actor.cell = cell
-            calls[actor.handle.start.remote(cell, checkpoint_for(cell) if checkpoint_for
-                                            else None)] = actor
+            checkpoint = checkpoint_for(cell) if checkpoint_for else None
+            calls[actor.handle.start.remote(cell, _carried(checkpoint))] = actor
             return cell
 
         try:
@@ -253,7 +262,7 @@ class RayExecutor(Stoppable):
                 actor = calls.pop(done)
                 try:
                     kind, body = ray.get(done)
-                except RayActorError as e:
+                except (RayActorError, ObjectLostError) as e:  # the actor, or its node, died
                     self._actors.remove(actor)
                     if not actor.ready:
                         failed_starts += 1
@@ -261,21 +270,37 @@ class RayExecutor(Stoppable):
                             raise RuntimeError(f"Ray actors die as they start (the last one: "
                                                f"{_first_line(e)})") from None
                     if actor.cell is not None:
-                        yield CellFailed(actor.cell, f"WorkerDied: Ray actor (process "
-                                         f"{actor.pid} on {actor.host}) died while training "
-                                         f"this cell: {_first_line(e)}", "", actor.pid)
+                        yield CellFailed(actor.cell, f"WorkerDied: Ray actor ({actor.where}) "
+                                         f"died while training this cell: {_first_line(e)}",
+                                         "", actor.pid)
                     # a replacement, anywhere with room; retired at once if nothing is left
                     replacement = self._new_actor()
                     calls[replacement.handle.ready.remote()] = replacement
                     continue
                 if kind == "ready":
-                    actor.pid, actor.host = body
+                    actor.pid, actor.host, actor.where = body
 
                 def answer(decision, actor=actor):  # the next epoch is the next call
                     calls[actor.handle.step.remote(decision)] = actor
-                yield from handle(actor, kind, body, hand_out, decide, answer)
+                yield from handle(actor, kind, body, hand_out, decide, answer,
+                                  lambda answer=answer: answer(None))
         finally:
             self.stop()
+
+
+def _carried(checkpoint: Checkpoint | None) -> Checkpoint | None:
+    """A cell's checkpoint as its actor gets it, wherever that runs: the launch's file read
+    here and carried as bytes, and every new one handed back (nothing on the actor's disk)."""
+    if checkpoint is None:
+        return None
+    blob = checkpoint.blob
+    if blob is None and checkpoint.path:
+        try:
+            with open(checkpoint.path, "rb") as file:
+                blob = file.read()
+        except FileNotFoundError:
+            pass
+    return Where(None, checkpoint.meta, blob, hand_back=True)
 
 
 def _first_line(error: BaseException) -> str:

@@ -9,17 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..spec.grid import Cell
+from ..train.checkpoint import Saved, Where
 from ..train.records import CellResult, EpochStats
 
 # Where a cell's checkpoint lives and what the launch stores in it (the run it belongs to):
 # given to an executor per cell, passed to `gridrun.train.epochs`.
-Checkpoint = tuple[str, dict]
+Checkpoint = Where
 
 
 @dataclass
 class CellStarted:
     cell: Cell
     worker: int
+    where: str = ""  # the worker, for people: "process 123 on host", "Ray node ..."
 
 
 @dataclass
@@ -44,4 +46,13 @@ class CellFailed:
     worker: int
 
 
-Event = CellStarted | EpochDone | CellFinished | CellFailed
+@dataclass
+class CheckpointSaved:
+    """The cell's checkpoint after `saved.epoch`, written by its worker: in the launch's
+    state directory (`saved.path`) or handed back as bytes (`saved.blob`, from a Ray actor)."""
+    cell: Cell
+    saved: Saved
+    worker: int
+
+
+Event = CellStarted | EpochDone | CheckpointSaved | CellFinished | CellFailed

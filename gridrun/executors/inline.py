@@ -4,13 +4,14 @@ of the loop itself."""
 from __future__ import annotations
 
 import os
+import socket
 from typing import Callable, Iterable, Iterator
 
 from ..data.images import ImageSet
 from ..spec.grid import Cell
 from ..train.records import Stop
 from .base import Stoppable
-from .events import CellFailed, CellFinished, CellStarted, Checkpoint, EpochDone, Event
+from .events import CellFailed, CellFinished, CellStarted, Checkpoint, CheckpointSaved, EpochDone, Event
 from .runner import CellRunner
 
 
@@ -41,10 +42,14 @@ class InlineExecutor(Stoppable):
         try:
             runner = CellRunner(self.images)
             for cell in cells:  # pulled one at a time: a failed cell may come back (a retry)
-                yield CellStarted(cell, 0)
+                yield CellStarted(cell, 0, f"{socket.gethostname()}, process {os.getpid()}")
                 kind, body = runner.start(cell, checkpoint_for(cell) if checkpoint_for else None)
-                while kind == "epoch":  # the writer records the epoch before the plan decides
-                    yield EpochDone(cell, body, 0)
+                while kind in ("epoch", "saved"):
+                    if kind == "saved":
+                        yield CheckpointSaved(cell, body, 0)
+                        kind, body = runner.step(None)
+                        continue
+                    yield EpochDone(cell, body, 0)  # recorded before the plan decides
                     kind, body = runner.step(decide(cell, body) if decide else None)
                 if kind == "finished":
                     yield CellFinished(cell, body, 0)

@@ -1,28 +1,34 @@
 """What a worker's message means, for every executor with workers (local processes, Ray
-actors): a worker says `ready`, then per cell one `epoch` message per epoch and a `finished` or
-`failed` one. The executor turns them into events and keeps its workers busy."""
+actors): a worker says `ready`, then per cell one `epoch` message per epoch (and a `saved` one
+after each epoch's checkpoint, when it keeps them) and a `finished` or `failed` one. The
+executor turns them into events and keeps its workers busy."""
 from __future__ import annotations
 
 from typing import Callable, Iterator
 
-from .events import CellFailed, CellFinished, CellStarted, EpochDone, Event
+from .events import CellFailed, CellFinished, CellStarted, CheckpointSaved, EpochDone, Event
 
 
 def handle(worker, kind: str, body, hand_out: Callable, decide: Callable | None,
-           answer: Callable) -> Iterator[Event]:
-    """Events for one message of `worker` (anything with `cell`, `pid` and `ready`).
+           answer: Callable, proceed: Callable[[], None] = lambda: None) -> Iterator[Event]:
+    """Events for one message of `worker` (anything with `cell`, `pid`, `where` and `ready`).
     `hand_out(worker)` gives it its next cell (None: no cell is left, it was retired);
-    `answer(decision)` sends the planner's decision on an epoch back (None: go on)."""
+    `answer(decision)` sends the planner's decision on an epoch back (None: go on);
+    `proceed()` lets it train on after a checkpoint (a worker that goes on by itself: nothing)."""
     if kind == "ready":
         worker.ready = True
         cell = hand_out(worker)
         if cell is not None:
-            yield CellStarted(cell, worker.pid)
+            yield CellStarted(cell, worker.pid, worker.where)
         return
     cell = worker.cell
     if kind == "epoch":
         answer(decide(cell, body) if decide is not None else None)
         yield EpochDone(cell, body, worker.pid)
+        return
+    if kind == "saved":
+        proceed()  # the next epoch trains while the launch takes the checkpoint
+        yield CheckpointSaved(cell, body, worker.pid)
         return
     worker.cell = None
     if kind == "finished":
@@ -32,4 +38,4 @@ def handle(worker, kind: str, body, hand_out: Callable, decide: Callable | None,
         yield CellFailed(cell, body[0], body[1], worker.pid)
         following = hand_out(worker)
     if following is not None:
-        yield CellStarted(following, worker.pid)
+        yield CellStarted(following, worker.pid, worker.where)

@@ -23,6 +23,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import socket
 import sys
 import threading
 from multiprocessing.connection import wait
@@ -59,6 +60,10 @@ class _Worker:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def where(self) -> str:
+        return f"{socket.gethostname()}, process {self.pid}"
 
     def stop(self) -> None:
         if self.process.is_alive():

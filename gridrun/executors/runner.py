@@ -2,9 +2,12 @@
 every worker process of the pool and every Ray actor do. This is the one loop that steps
 through a cell's epochs for all of them.
 
-    message = runner.start(cell, checkpoint)     # ("epoch", EpochStats) | ("finished", result)
-    while message[0] == "epoch":                 #   | ("failed", (error, traceback))
-        message = runner.step(decision)          # the planner's Stop for that epoch, or None
+    message = runner.start(cell, checkpoint)     # ("epoch", EpochStats) | ("saved", Saved)
+    while message[0] in ("epoch", "saved"):      #   | ("finished", result)
+        message = runner.step(decision)          #   | ("failed", (error, traceback))
+
+`decision` is the planner's Stop for an epoch, or None (go on; always None after "saved": a
+checkpoint was written, and the worker hands it over before it trains the next epoch).
 
 A runner holds its datasets (memory-mapped, shared with the other processes) and the splits of
 the last few data configurations, so consecutive cells over the same data reuse them instead of
@@ -18,6 +21,7 @@ from typing import Callable, Generator
 from ..data.images import ImageSet, dataset_key
 from ..data.splits import SPLIT_KEYS, Splits, split_for
 from ..spec.grid import Cell
+from ..train.checkpoint import Saved
 from ..train.loop import epochs
 from ..train.precision import select_device
 from ..train.records import CellResult, EpochStats, Stop
@@ -31,7 +35,7 @@ class CellRunner:
     def __init__(self, images: dict[tuple, ImageSet]):
         self.images = images
         self._splits: dict[tuple, Splits] = {}
-        self._steps: Generator[EpochStats, Stop | None, CellResult] | None = None
+        self._steps: Generator[EpochStats | Saved, Stop | None, CellResult] | None = None
 
     def splits(self, cfg: dict) -> Splits:
         device = select_device(cfg["train.device"])
@@ -44,12 +48,11 @@ class CellRunner:
 
     def start(self, cell: Cell, checkpoint: Checkpoint | None = None) -> Message:
         """Begin `cell` on this runner's data (see `gridrun.train.loop.epochs`), from and into
-        `checkpoint` (its file path and metadata) when given; its first epoch's message."""
+        `checkpoint` (`train.checkpoint.Where`) when given; its first epoch's message."""
         def begin() -> EpochStats:
             cfg = cell.config
-            path, meta = checkpoint if checkpoint is not None else (None, None)
-            self._steps = epochs(cfg, self.images[dataset_key(cfg)], self.splits(cfg), path,
-                                 meta)
+            self._steps = epochs(cfg, self.images[dataset_key(cfg)], self.splits(cfg),
+                                 checkpoint)
             return next(self._steps)
         return self._advance(begin)
 
@@ -57,9 +60,10 @@ class CellRunner:
         """The planner's answer to the last epoch (None: go on); the next message."""
         return self._advance(lambda: self._steps.send(decision))
 
-    def _advance(self, step: Callable[[], EpochStats]) -> Message:
+    def _advance(self, step: Callable[[], EpochStats | Saved]) -> Message:
         try:
-            return "epoch", step()
+            body = step()
+            return ("saved" if isinstance(body, Saved) else "epoch"), body
         except StopIteration as done:
             self._steps = None
             return "finished", done.value

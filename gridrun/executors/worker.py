@@ -78,7 +78,8 @@ def _serve(conn: Connection, files: dict[tuple, str], threads: int, slot: int,
             return
         cell, awaits_decisions, checkpoint = task
         message = runner.start(cell, checkpoint)
-        while message[0] == "epoch":
-            send(conn, message)
-            message = runner.step(recv(conn) if awaits_decisions else None)
+        while message[0] in ("epoch", "saved"):
+            send(conn, message)  # a checkpoint's note goes out before the next epoch trains
+            waits = awaits_decisions and message[0] == "epoch"
+            message = runner.step(recv(conn) if waits else None)
         send(conn, message)

@@ -17,10 +17,12 @@ from dataclasses import dataclass, fields
 
 from ..data.images import ImageSet
 from ..executors import Executor
+from ..executors.events import CheckpointSaved
 from ..plan.base import Plan
 from ..plan.cartesian import longest_first, plan_grid
 from ..spec.grid import Cell, Grid
 from ..spec.load import with_schedule
+from ..tracking.checkpoints import Checkpoints, served
 from ..tracking.claims import ClaimedCells, Claims, check_state_root, state_folder, state_root
 from ..tracking.ledger import MlflowLedger
 from ..tracking.recorder import Recorder
@@ -32,6 +34,9 @@ from .preflight import check_devices, check_models, prepare_data
 from .report import LaunchReport, Progress, SilentProgress
 from .signals import StopSignals, signal_name
 from .writer import Writer, import_recording_code, record_grid
+
+DRAIN_SECONDS = 120  # how long a launch waits for its last checkpoint uploads
+STOPPING_DRAIN_SECONDS = 20  # ... when it was stopped (SLURM kills 30 s after its SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,11 @@ def _plan(grid: Grid, options: LaunchOptions, recorder: Recorder, cells: list[Ce
     check_state_root(root)
     experiment_id = recorder.experiment_id(grid.name, grid)
     folder = state_folder(root, recorder.tracking_uri, experiment_id, grid.name)
-    claims = Claims(MlflowLedger(recorder, experiment_id), grid, folder, options.rerun)
+    upload = served(recorder.tracking_uri) and grid.track.get("upload_checkpoints", True)
+    checkpoints = Checkpoints(folder, *((recorder.client, recorder.tracking_uri) if upload
+                                        else ()))
+    claims = Claims(MlflowLedger(recorder, experiment_id), grid, folder, options.rerun,
+                    checkpoints)
     claims.close_stale_launches()
     if grid.search is not None:
         from ..plan.search import OptunaPlan
@@ -158,7 +167,10 @@ def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims,
     try:
         for event in engine.run(outbox.each(writer.source),
                                 plan.decide if plan.decides else None, claims.checkpoint_for):
-            outbox.put(event)
+            if isinstance(event, CheckpointSaved):  # kept and uploaded, never held up by
+                claims.saved(event.cell, event.saved)  # a store that is away
+            else:
+                outbox.put(event)
         outbox.call(writer.record_best)
         try:
             cells_now = outbox.call(lambda: record_grid(recorder, report.parent_run_id, grid))
@@ -174,6 +186,13 @@ def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims,
         raise
     finally:
         writer.stop_sampling()
+        # the last checkpoints up (another machine may resume them) and finished ones deleted
+        claims.checkpoints.upload_held_back()
+        if not claims.checkpoints.wait(DRAIN_SECONDS if status == "FINISHED" else
+                                       STOPPING_DRAIN_SECONDS):
+            progress.note("some checkpoints were still uploading when the launch ended; the "
+                          "files in the state directory are newer")
+        report.checkpoint_uploads = claims.checkpoints.stats
         claims.stop_beating()
         end = lambda: _end_launch(recorder, report, writer, grid, status,
                                   cells_now, stopped_by)

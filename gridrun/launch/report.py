@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from ..spec.grid import Cell, Grid
+    from ..tracking.checkpoints import UploadStats
     from ..tracking.launch_run import Best
     from ..train.records import EpochStats
 
@@ -46,6 +47,7 @@ class LaunchReport:
     best: Best | None = None  # the grid's best finished cell when the launch ended
     ui_url: str = ""  # where `mlflow ui` (or the tracking server) shows the results
     ui_command: str | None = None  # what serves that page for a local store
+    checkpoint_uploads: UploadStats | None = None  # with a tracking server: what they cost
 
     @property
     def failed(self) -> int:

@@ -76,14 +76,17 @@ class Writer:
         cell = event.cell
         claim = self.claims.held[cell.index]
         if isinstance(event, CellStarted):
+            worker = {T.WORKER: event.where} if event.where else {}
             if claim.tries == 0:
                 images = self.images[dataset_key(cell.config)]
                 self.recorder.set_tags(claim.run_id, {T.DATA_SOURCE: images.source,
-                                                      **self.plan.tags(cell)})
+                                                      **self.plan.tags(cell), **worker})
                 self.recorder.cells.log_inputs(claim.run_id, dataset_inputs(cell.config, images))
                 self.started += 1
                 if claim.resumed:
                     self.report.resumed += 1
+            elif worker:  # a retry, maybe on another machine
+                self.recorder.set_tags(claim.run_id, worker)
             pid = self.local_pid(event.worker)
             if self.sampler is not None and pid:  # (again on a retry's new worker)
                 self.sampler.watch(claim.run_id, pid)

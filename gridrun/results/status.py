@@ -104,7 +104,8 @@ def _cell_status(store: Store, index: int, name: str, cell_id: str, runs: list,
     if running is not None:
         row.heartbeat_age_s = round(now - last_sign_of_life(run), 1)
         row.state = "stale" if is_stale(run, now) else "running"
-        row.detail = (f"last heartbeat {row.heartbeat_age_s:.0f}s ago on {row.host or '?'}"
+        where = tags.get(T.WORKER) or row.host or "?"
+        row.detail = (f"on {where}, last heartbeat {row.heartbeat_age_s:.0f}s ago"
                       + ("; the next launch resumes it" if row.state == "stale" else ""))
     elif run.info.status == "KILLED":
         row.state = "killed"

@@ -27,7 +27,8 @@ EXECUTION = {"executor": ("auto", "local", "inline", "ray"), "workers": "auto", 
 # system_metrics: seconds between samples of each cell's worker (0: none)
 # outage_limit: seconds a launch waits out an unreachable tracking server (gridrun.launch.outbox)
 TRACK = {"log_model": ("best", "all", "none"), "figures": ("best", "all", "none"),
-         "keep_checkpoints": False, "system_metrics": 10, "outage_limit": 300}
+         "keep_checkpoints": False, "upload_checkpoints": True, "system_metrics": 10,
+         "outage_limit": 300}
 # what each of those keys does, for `gridrun keys` and the docs' key reference
 SECTION_DOCS = {
     "execution.executor": "where cells train: local (worker processes), inline (this process, "
@@ -45,6 +46,9 @@ SECTION_DOCS = {
     "track.log_model": "log the model of the launch's best cell, of every cell, or of none",
     "track.figures": "draw curves and confusion matrices for the best cell, every cell, or none",
     "track.keep_checkpoints": "keep a cell's checkpoint after its run is FINISHED",
+    "track.upload_checkpoints": "with a tracking server, upload each epoch's checkpoint to the "
+                                "cell's run, so a launch on any machine resumes it (false: "
+                                "only the state directory has them)",
     "track.system_metrics": "seconds between samples of each cell's worker: CPU, memory, GPU "
                             "(0: none)",
     "track.outage_limit": "seconds a launch waits out an unreachable tracking server, keeping "

@@ -26,8 +26,9 @@ We chose runs, tags and experiment names over a lock file because they work unch
 and on an `mlflow server` shared by several machines, and a claim then dies with its heartbeat.
 
 A resumed cell continues into the same run from its checkpoint, a file per cell under the
-state directory (`state_folder`), which holds the run id it belongs to: a checkpoint is only
-ever resumed into its own run.
+state directory (`state_folder`) and, with a tracking server, in the run's artifacts
+(`checkpoints.py`), which holds the run id it belongs to: a checkpoint is only ever resumed
+into its own run.
 """
 from __future__ import annotations
 
@@ -47,11 +48,13 @@ from mlflow.exceptions import MlflowException
 
 from ..errors import GridError
 from . import tags as T
+from .checkpoints import Checkpoints
 from .ledger import Ledger
 from .liveness import HOST, Owner, claims_of, is_stale, last_sign_of_life
 
 if TYPE_CHECKING:
     from ..spec.grid import Cell, Grid
+    from ..train.checkpoint import Saved, Where
 
 HEARTBEAT_SECONDS = float(os.environ.get("GRIDRUN_HEARTBEAT_SECONDS", "10"))
 CREATE_ATTEMPTS = 5
@@ -110,15 +113,20 @@ class Claim:
     resumed: bool = False  # continues a run a dead or interrupted launch left
     logged: set[int] = field(default_factory=set)  # epochs whose metrics the run has
     tries: int = 0  # tries that failed so far (--retries)
-    from_epoch: int = 0  # the epoch of the checkpoint it resumes from
+    from_epoch: int = 0  # the epoch of the checkpoint its latest try started from
+    saved_epoch: int = 0  # the epoch of its newest checkpoint (a retry starts there)
 
 
 class Claims:
     """The claims of one launch: taken as cells are pulled, beaten while held, released when
-    each cell's run ends. `checkpoint_for` tells the executor where each cell resumes from."""
+    each cell's run ends. `checkpoint_for` tells the executor where each cell resumes from;
+    `saved` takes each new checkpoint (`checkpoints.Checkpoints`: the state directory's
+    files, and the runs' artifacts with a tracking server)."""
 
-    def __init__(self, ledger: Ledger, grid: Grid, folder: Path, rerun: bool = False):
+    def __init__(self, ledger: Ledger, grid: Grid, folder: Path, rerun: bool = False,
+                 checkpoints: Checkpoints | None = None):
         self.ledger, self.grid, self.folder, self.rerun = ledger, grid, folder, rerun
+        self.checkpoints = checkpoints or Checkpoints(folder)
         self.owner = Owner(uuid.uuid4().hex[:12], HOST, os.getpid(), time.time())
         self.parent_run_id: str | None = None
         self.held: dict[int, Claim] = {}  # cell index -> claim
@@ -140,11 +148,20 @@ class Claims:
         return tags
 
     def checkpoint_path(self, cell: Cell) -> Path:
-        return self.folder / f"{cell.id}.pt"
+        return self.checkpoints.path(cell)
 
-    def checkpoint_for(self, cell: Cell) -> tuple[str, dict]:
+    def checkpoint_for(self, cell: Cell) -> Where:
+        """Where `cell` starts from and saves to: its newest checkpoint (a retry's too)."""
         claim = self.held[cell.index]
-        return str(self.checkpoint_path(cell)), {"cell": cell.id, "run": claim.run_id}
+        claim.from_epoch = claim.saved_epoch
+        return self.checkpoints.where(cell, claim.run_id)
+
+    def saved(self, cell: Cell, saved: Saved) -> None:
+        """A worker's new checkpoint of a cell this launch holds (`checkpoints.take`)."""
+        claim = self.held.get(cell.index)
+        if claim is not None:
+            claim.saved_epoch = saved.epoch
+            self.checkpoints.take(cell, claim.run_id, saved)
 
     # --- reading what others do
 
@@ -198,20 +215,14 @@ class Claims:
         return None
 
     def _own_checkpoint(self, run, cell: Cell) -> tuple[dict | None, str | None]:
-        """The metadata of the cell's checkpoint here when it belongs to `run` (else None),
-        and why the file there was refused, if it was (`checkpoint.Refused`: not a gridrun
+        """The metadata of the run's newest checkpoint, here or in its artifacts (None: none),
+        and why a file was refused, if it was (`checkpoint.Refused`: not a gridrun
         checkpoint, or one that would run code when unpickled; the cell starts over).
         A run is continued when its checkpoint is here, or when it has at most one epoch
         logged: a launch killed between recording a cell's first epoch and the worker writing
         that epoch's checkpoint leaves exactly that, and training the epoch again gives the
         same numbers (the run keeps the ones it has)."""
-        from ..train import checkpoint
-        try:
-            saved = checkpoint.meta(self.checkpoint_path(cell))
-        except checkpoint.Refused as e:
-            return None, str(e)
-        return (saved if saved is not None and saved.get("run") == run.info.run_id
-                else None), None
+        return self.checkpoints.latest(cell, run)
 
     def _take_over(self, run, cell: Cell, saved: dict | None,
                    refused: str | None = None) -> Claim | None:
@@ -221,23 +232,26 @@ class Claims:
         if not self.ledger.claim(run_id, len(claims_of(run)), self.owner.param()):
             return None
         if saved is None:
-            self.checkpoint_path(cell).unlink(missing_ok=True)
+            self.checkpoints.forget_here(cell)
         tags = {**self._owner_tags(refused), T.RESUMED: str(len(claims_of(run))),
                 T.REASON: "", T.SIGNAL: ""}  # what ended the last try is history now
         try:
             self.ledger.reopen(run_id, tags)
         except MlflowException:  # the run went to the trash under us: not ours after all
             return None
+        epoch = saved["epoch"] if saved else 0
         return self._hold(Claim(cell, run_id, resumed=True,
-                                logged=self.ledger.logged_steps(run_id),
-                                from_epoch=saved["epoch"] if saved else 0))
+                                logged=self.ledger.logged_steps(run_id), from_epoch=epoch,
+                                saved_epoch=epoch))
 
     def _close(self, run) -> bool:
-        """End a stale run that cannot be resumed here (no checkpoint on this machine)."""
+        """End a stale run that cannot be resumed (no checkpoint of it here or in its
+        artifacts)."""
         if not self.ledger.claim(run.info.run_id, len(claims_of(run)), self.owner.param()):
             return False
-        self.ledger.end_cell(run.info.run_id, "Stale: its launch died and its checkpoint is "
-                             "not on this machine; a new run trains the cell", status="KILLED")
+        self.ledger.end_cell(run.info.run_id, "Stale: its launch died and no checkpoint of it "
+                             "is on this machine or in its artifacts; a new run trains the "
+                             "cell", status="KILLED")
         return True
 
     def _create(self, cell: Cell, refused: str | None = None) -> Claim | None:
@@ -250,7 +264,7 @@ class Claims:
         if rivals:
             self.ledger.withdraw(run_id)
             return None
-        self.checkpoint_path(cell).unlink(missing_ok=True)  # another run's: never resumed here
+        self.checkpoints.forget_here(cell)  # another run's: never resumed here
         return self._hold(Claim(cell, run_id))
 
     def _hold(self, claim: Claim) -> Claim:
@@ -267,9 +281,9 @@ class Claims:
     def release(self, cell: Cell, keep_checkpoint: bool = True) -> None:
         """Stop beating the cell's run (it is about to end) and drop its checkpoint unless kept."""
         with self._lock:
-            self.held.pop(cell.index, None)
-        if not keep_checkpoint:
-            self.checkpoint_path(cell).unlink(missing_ok=True)
+            claim = self.held.pop(cell.index, None)
+        if not keep_checkpoint and claim is not None:
+            self.checkpoints.drop(cell, claim.run_id)
 
     # --- heartbeats
 

@@ -41,6 +41,8 @@ SIGNAL = "gridrun.signal"  # SIGINT | SIGTERM: the signal that stopped a KILLED 
 #                             (emptied, like REASON, when the run is resumed)
 CHECKPOINT_REFUSED = "gridrun.checkpoint_refused"  # why a cell's checkpoint was not loaded
 DEVICE = "gridrun.device"  # where the cell trained: cpu, cuda:0, ...
+WORKER = "gridrun.worker"  # the worker of the cell's latest try: host or Ray node, process
+CHECKPOINT = "gridrun.checkpoint"  # with a tracking server: the run's checkpoint artifact
 DATA_SOURCE = "gridrun.data_source"  # the data directory the cell read, or the code that made it
 BEST_OF_LAUNCH = "gridrun.best_of_launch"  # on the launch's best cell: the launch run's id
 PARAMS_TOTAL = "gridrun.params_total"  # the model's size: a tag, not a metric to chart

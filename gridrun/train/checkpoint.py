@@ -4,6 +4,7 @@ everything else our loop keeps).
 
     save(state, path, meta)                   # atomically: a temporary file, then a rename
     load_state_dict(state, read(path))        # into a state fresh from `setup`, same config
+    blob = to_bytes(state, meta); read(blob)  # the same, as bytes (a checkpoint on the move)
 
 Saved: the weights being trained, the optimizer, the scheduler, the early stopper, the best
 weights so far, the history, the outcome if the cell already ended, the training time spent,
@@ -15,6 +16,11 @@ that never stopped (tests/test_checkpoint.py).
 `meta` is the caller's: the launch stores the cell id and the MLflow run the checkpoint belongs
 to, and resumes only into that run.
 
+`Where` tells the loop where a cell's checkpoint comes from and goes to: a file on the worker's
+machine, or bytes handed over by the launch (a Ray actor on another machine resumes from them)
+and handed back after every epoch (the launch keeps them, and uploads them to the tracking
+server's artifact store when there is one).
+
 A checkpoint is data, never code. The state directory may be a shared filesystem that others
 can write to, so files are read with torch's safe loader (`weights_only=True`: tensors, numbers,
 strings and plain containers; any other object in the pickle is refused before it is built),
@@ -23,10 +29,12 @@ and only a dict with this module's `FORMAT` is taken for a checkpoint. Anything 
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,6 +43,28 @@ from .records import EpochStats
 from .state import TrainState
 
 FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a cell resumes from and saves to after each epoch: `path`, a file on the worker's
+    machine (read when there is no `blob`, rewritten after every epoch), and/or `blob`, a
+    checkpoint handed over by the launch; `hand_back`: each epoch's checkpoint goes back to the
+    launch as bytes (`Saved.blob`). `meta` is stored in every checkpoint (the run it belongs
+    to)."""
+    path: str | None = None
+    meta: dict = field(default_factory=dict)
+    blob: bytes | None = None
+    hand_back: bool = False
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A checkpoint just written, after `epoch`'s decision: its bytes when they are handed
+    back (`Where.hand_back`), else in the file at `path`."""
+    epoch: int
+    path: str | None = None
+    blob: bytes | None = None
 
 
 class Refused(Exception):
@@ -86,26 +116,43 @@ def load_state_dict(state: TrainState, saved: dict) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def save(state: TrainState, path: str | Path, meta: dict | None = None) -> None:
-    """Write `state` to `path` atomically: readers see the previous checkpoint or this one,
-    never half of one, whenever the process dies. The temporary name is this process's own,
-    so two processes writing one path (a launch and an orphaned worker) never mix bytes."""
+def to_bytes(state: TrainState, meta: dict | None = None) -> bytes:
+    """`state` as a checkpoint's bytes (what `save` writes)."""
+    buffer = io.BytesIO()
+    torch.save({**state_dict(state), "meta": meta or {}}, buffer)
+    return buffer.getvalue()
+
+
+def save(state: TrainState, path: str | Path, meta: dict | None = None) -> bytes:
+    """Write `state` to `path` atomically; its bytes."""
+    blob = to_bytes(state, meta)
+    write(blob, path)
+    return blob
+
+
+def write(blob: bytes, path: str | Path) -> None:
+    """Write a checkpoint's bytes to `path` atomically: readers see the previous checkpoint or
+    this one, never half of one, whenever the process dies. The temporary name is this
+    process's and thread's own, so two writers of one path (a launch and an orphaned worker,
+    a launch's two threads) never mix bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        torch.save({**state_dict(state), "meta": meta or {}}, tmp)
+        tmp.write_bytes(blob)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def read(path: str | Path) -> dict | None:
-    """The checkpoint at `path`, or None when there is none. Raises `Refused` for a file that
-    is not a gridrun checkpoint of this `FORMAT`, cannot be read (half written by a full
-    disk), or holds anything but tensors and numbers, which is never unpickled."""
+def read(source: str | Path | bytes) -> dict | None:
+    """The checkpoint in the file `source` (None when there is none) or in the bytes `source`.
+    Raises `Refused` for one that is not a gridrun checkpoint of this `FORMAT`, cannot be read
+    (half written by a full disk), or holds anything but tensors and numbers, which is never
+    unpickled."""
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(io.BytesIO(source) if isinstance(source, bytes) else source,
+                           map_location="cpu", weights_only=True)
     except FileNotFoundError:
         return None
     except pickle.UnpicklingError as e:
@@ -122,20 +169,20 @@ def read(path: str | Path) -> dict | None:
     return saved
 
 
-def read_or_none(path: str | Path) -> dict | None:
-    """The checkpoint at `path`, or None when there is none or it is refused: a checkpoint is
-    a head start, never a reason for a cell to fail (the launch has already tagged a refusal
-    when it decided whether to resume: `meta`)."""
+def read_or_none(source: str | Path | bytes) -> dict | None:
+    """The checkpoint in `source` (see `read`), or None when there is none or it is refused: a
+    checkpoint is a head start, never a reason for a cell to fail (the launch has already
+    tagged a refusal when it decided whether to resume: `meta`)."""
     try:
-        return read(path)
+        return read(source)
     except Refused:
         return None
 
 
-def meta(path: str | Path) -> dict | None:
-    """The caller's metadata of the checkpoint at `path` (None: no checkpoint; `Refused`: one
-    gridrun does not load)."""
-    saved = read(path)
+def meta(source: str | Path | bytes) -> dict | None:
+    """The caller's metadata of the checkpoint in `source` (None: no checkpoint; `Refused`:
+    one gridrun does not load)."""
+    saved = read(source)
     if saved is None:
         return None
     if not isinstance(saved.get("meta", {}), dict) or not isinstance(saved.get("epoch"), int):

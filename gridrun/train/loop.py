@@ -9,9 +9,9 @@
 
 `epochs()` runs exactly that as a generator that hands each epoch to whoever drives it (an
 executor asking a planner: an Optuna pruner, a successive-halving rung) and takes back a `Stop`
-or None; `train_cell` drives it with a callback. Given a checkpoint file, `epochs()` starts from
-it when it exists and rewrites it after every epoch (`gridrun.train.checkpoint`). Nothing here
-knows about MLflow or grids.
+or None; `train_cell` drives it with a callback. Given a checkpoint (`checkpoint.Where`),
+`epochs()` starts from it when there is one, saves after every epoch and says so
+(`gridrun.train.checkpoint`). Nothing here knows about MLflow or grids.
 """
 from __future__ import annotations
 
@@ -212,18 +212,21 @@ def finish(state: TrainState) -> CellResult:
 
 
 def epochs(cfg: dict, images: ImageSet, splits: Splits | None = None,
-           checkpoint: str | None = None, meta: dict | None = None
-           ) -> Generator[EpochStats, Stop | None, CellResult]:
+           checkpoint: saved.Where | None = None
+           ) -> Generator[EpochStats | saved.Saved, Stop | None, CellResult]:
     """One cell as a generator: it yields each epoch's statistics, takes back the planner's
     answer for that epoch (a `Stop`, or None to go on), and returns the cell's result. The
     executors drive cells through this; `train_cell` drives it with a callback.
 
-    With `checkpoint` (a file path), the cell continues from that file when there is one, and
-    the file is rewritten at the end of every epoch, after the epoch's decision, with `meta`.
-    A resumed cell yields only the epochs it trains now; its result's history has them all."""
+    With `checkpoint` (`checkpoint.Where`), the cell continues from the checkpoint there when
+    there is one; after every epoch's decision it saves a new one (to the file, and as bytes
+    when they are handed back) and yields a `Saved` before it trains on (send None): the
+    worker hands the checkpoint over at once and goes on. A resumed cell yields only the
+    epochs it trains now; its result's history has them all."""
     state = setup(cfg, images, splits)
     if checkpoint is not None:
-        previous = saved.read_or_none(checkpoint)
+        source = checkpoint.blob if checkpoint.blob is not None else checkpoint.path
+        previous = saved.read_or_none(source) if source else None
         if previous is not None:
             saved.load_state_dict(state, previous)
     while not state.done:
@@ -233,8 +236,15 @@ def epochs(cfg: dict, images: ImageSet, splits: Splits | None = None,
         stop = yield stats
         decide(state, stats, stop)
         if checkpoint is not None:
-            saved.save(state, checkpoint, meta)
+            yield _save(state, checkpoint)
     return finish(state)
+
+
+def _save(state: TrainState, where: saved.Where) -> saved.Saved:
+    blob = saved.to_bytes(state, where.meta)
+    if where.path:
+        saved.write(blob, where.path)
+    return saved.Saved(state.epoch, where.path, blob if where.hand_back else None)
 
 
 def train_cell(cfg: dict, images: ImageSet,

@@ -80,7 +80,7 @@ class UploadStats:
     seconds: float = 0.0  # upload, tag and prune, summed over uploads
     bytes: int = 0
     failed: int = 0
-    skipped: int = 0  # left for a newer checkpoint of the same cell (UPLOAD_SECONDS, a queue)
+    skipped: int = 0  # never uploaded: a newer one of the cell came first, or its run ended
 
     def per_upload(self) -> float:
         return self.seconds / self.uploads if self.uploads else 0.0
@@ -192,7 +192,7 @@ class Checkpoints:
         if keep:
             return
         self.path(cell).unlink(missing_ok=True)
-        self._held_back.pop(run_id, None)
+        self.stats.skipped += self._held_back.pop(run_id, None) is not None
         self._last_upload.pop(run_id, None)
         if self.client is not None:
             self._put(run_id, ("drop",))

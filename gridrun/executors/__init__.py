@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 if TYPE_CHECKING:  # this module stays light: the CLI calls warm_up() before importing torch
     from ..data.images import ImageSet
     from ..spec.grid import Cell
+    from ..train.checkpoint import Where
     from ..train.records import Stop
-    from .events import Checkpoint, Event
+    from .events import Event
 
 EXECUTORS = ("local", "inline", "ray")
 WORKER_MODULE = "gridrun.executors.worker"  # what the fork server imports once for every worker
@@ -57,7 +58,7 @@ class Executor(Protocol):
 
     def run(self, cells: Iterable[Cell],
             decide: Callable[[Cell, object], Stop | None] | None = None,
-            checkpoint_for: Callable[[Cell], Checkpoint | None] | None = None
+            checkpoint_for: Callable[[Cell], Where | None] | None = None
             ) -> Iterator[Event]: ...
 
 

@@ -42,7 +42,7 @@ from ..spec.grid import Cell
 from ..train.checkpoint import Where
 from ..train.records import Stop
 from .base import Stoppable
-from .events import CellFailed, Checkpoint, Event
+from .events import CellFailed, Event
 from .messages import handle
 
 MAX_FAILED_STARTS = 3
@@ -164,7 +164,7 @@ class CellActor:
                          f"Ray node {node} ({ray.util.get_node_ip_address()}), "
                          f"process {os.getpid()}")
 
-    def start(self, cell: Cell, checkpoint: Checkpoint | None):
+    def start(self, cell: Cell, checkpoint: Where | None):
         return self.runner.start(cell, checkpoint)
 
     def step(self, decision: Stop | None):
@@ -234,7 +234,7 @@ class RayExecutor(Stoppable):
 
     def run(self, cells: Iterable[Cell],
             decide: Callable[[Cell, object], Stop | None] | None = None,
-            checkpoint_for: Callable[[Cell], Checkpoint | None] | None = None
+            checkpoint_for: Callable[[Cell], Where | None] | None = None
             ) -> Iterator[Event]:
         import ray
         from ray.exceptions import ObjectLostError, RayActorError
@@ -288,7 +288,7 @@ class RayExecutor(Stoppable):
             self.stop()
 
 
-def _carried(checkpoint: Checkpoint | None) -> Checkpoint | None:
+def _carried(checkpoint: Where | None) -> Where | None:
     """A cell's checkpoint as its actor gets it, wherever that runs: the launch's file read
     here and carried as bytes, and every new one handed back (nothing on the actor's disk)."""
     if checkpoint is None:

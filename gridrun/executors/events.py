@@ -9,12 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..spec.grid import Cell
-from ..train.checkpoint import Saved, Where
+from ..train.checkpoint import Saved
 from ..train.records import CellResult, EpochStats
-
-# Where a cell's checkpoint lives and what the launch stores in it (the run it belongs to):
-# given to an executor per cell, passed to `gridrun.train.epochs`.
-Checkpoint = Where
 
 
 @dataclass

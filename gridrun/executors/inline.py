@@ -9,9 +9,10 @@ from typing import Callable, Iterable, Iterator
 
 from ..data.images import ImageSet
 from ..spec.grid import Cell
+from ..train.checkpoint import Where
 from ..train.records import Stop
 from .base import Stoppable
-from .events import CellFailed, CellFinished, CellStarted, Checkpoint, CheckpointSaved, EpochDone, Event
+from .events import CellFailed, CellFinished, CellStarted, CheckpointSaved, EpochDone, Event
 from .runner import CellRunner
 
 
@@ -32,7 +33,7 @@ class InlineExecutor(Stoppable):
 
     def run(self, cells: Iterable[Cell],
             decide: Callable[[Cell, object], Stop | None] | None = None,
-            checkpoint_for: Callable[[Cell], Checkpoint | None] | None = None
+            checkpoint_for: Callable[[Cell], Where | None] | None = None
             ) -> Iterator[Event]:
         import torch
 

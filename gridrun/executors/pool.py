@@ -31,11 +31,12 @@ from typing import Callable, Iterable, Iterator
 
 from ..data.images import ImageSet
 from ..spec.grid import Cell
+from ..train.checkpoint import Where
 from ..train.records import Stop
 from . import warm_up
 from .base import Stoppable
 from .entry import start_worker
-from .events import CellFailed, Checkpoint, Event
+from .events import CellFailed, Event
 from .messages import handle
 from .wire import recv as _recv
 from .wire import send as _send
@@ -154,7 +155,7 @@ class PoolExecutor(Stoppable):
 
     def run(self, cells: Iterable[Cell],
             decide: Callable[[Cell, object], Stop | None] | None = None,
-            checkpoint_for: Callable[[Cell], Checkpoint | None] | None = None
+            checkpoint_for: Callable[[Cell], Where | None] | None = None
             ) -> Iterator[Event]:
         self.start()
         self._starting.join()

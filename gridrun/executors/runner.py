@@ -21,11 +21,10 @@ from typing import Callable, Generator
 from ..data.images import ImageSet, dataset_key
 from ..data.splits import SPLIT_KEYS, Splits, split_for
 from ..spec.grid import Cell
-from ..train.checkpoint import Saved
+from ..train.checkpoint import Saved, Where
 from ..train.loop import epochs
 from ..train.precision import select_device
 from ..train.records import CellResult, EpochStats, Stop
-from .events import Checkpoint
 
 KEEP_SPLITS = 4
 Message = tuple[str, object]  # what `start` and `step` return (see the module docstring)
@@ -46,7 +45,7 @@ class CellRunner:
             self._splits[key] = split_for(cfg, self.images[dataset_key(cfg)]).to(device)
         return self._splits[key]
 
-    def start(self, cell: Cell, checkpoint: Checkpoint | None = None) -> Message:
+    def start(self, cell: Cell, checkpoint: Where | None = None) -> Message:
         """Begin `cell` on this runner's data (see `gridrun.train.loop.epochs`), from and into
         `checkpoint` (`train.checkpoint.Where`) when given; its first epoch's message."""
         def begin() -> EpochStats:

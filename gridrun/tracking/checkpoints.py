@@ -96,7 +96,6 @@ class Checkpoints:
         self.folder, self.client, self.tracking_uri = folder, client, tracking_uri
         self.stats = UploadStats()
         self._queue: OrderedDict[str, tuple] = OrderedDict()  # run id -> its newest job
-        self._uploaded: dict[str, str] = {}  # run id -> the artifact its tag names
         self._last_upload: dict[str, float] = {}  # run id -> when its last upload was queued
         self._held_back: dict[str, Cell] = {}  # run id -> its cell, with a newer checkpoint
         self._busy = threading.Condition()
@@ -163,7 +162,6 @@ class Checkpoints:
         epoch = artifact_epoch(name)
         if epoch is None:
             return here, refused
-        self._uploaded[run_id] = name
         if here is not None and here["epoch"] >= epoch:
             return here, None
         try:
@@ -243,11 +241,8 @@ class Checkpoints:
             local.write_bytes(blob)
             repository.log_artifact(str(local), ARTIFACT_DIR)
         self.client.set_tag(run_id, T.CHECKPOINT, name)
-        previous = self._uploaded.get(run_id)
-        self._uploaded[run_id] = name
-        for older in {previous} | {a.path for a in self.client.list_artifacts(run_id,
-                                                                                ARTIFACT_DIR)}:
-            if older and older != name and artifact_epoch(older) is not None:
+        for older in {a.path for a in self.client.list_artifacts(run_id, ARTIFACT_DIR)}:
+            if older != name and artifact_epoch(older) is not None:
                 repository.delete_artifacts(older)
         self.stats.uploads += 1
         self.stats.bytes += len(blob)
@@ -259,7 +254,6 @@ class Checkpoints:
         for name in names:
             if artifact_epoch(name) is not None:
                 repository.delete_artifacts(name)
-        self._uploaded.pop(run_id, None)
         self.client.delete_tag(run_id, T.CHECKPOINT)
 
     def _repository(self, run_id: str, run=None):

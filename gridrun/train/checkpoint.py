@@ -2,9 +2,10 @@
 it had never stopped (torchvision's per-epoch `{model, optimizer, lr_scheduler, epoch}`, plus
 everything else our loop keeps).
 
-    save(state, path, meta)                   # atomically: a temporary file, then a rename
+    blob = to_bytes(state, meta)              # everything that changes as it trains
+    write(blob, path)                         # atomically: a temporary file, then a rename
     load_state_dict(state, read(path))        # into a state fresh from `setup`, same config
-    blob = to_bytes(state, meta); read(blob)  # the same, as bytes (a checkpoint on the move)
+    read(blob)                                # the same, from bytes (a checkpoint on the move)
 
 Saved: the weights being trained, the optimizer, the scheduler, the early stopper, the best
 weights so far, the history, the outcome if the cell already ended, the training time spent,
@@ -117,17 +118,10 @@ def load_state_dict(state: TrainState, saved: dict) -> None:
 
 
 def to_bytes(state: TrainState, meta: dict | None = None) -> bytes:
-    """`state` as a checkpoint's bytes (what `save` writes)."""
+    """`state`, with the caller's `meta`, as a checkpoint's bytes."""
     buffer = io.BytesIO()
     torch.save({**state_dict(state), "meta": meta or {}}, buffer)
     return buffer.getvalue()
-
-
-def save(state: TrainState, path: str | Path, meta: dict | None = None) -> bytes:
-    """Write `state` to `path` atomically; its bytes."""
-    blob = to_bytes(state, meta)
-    write(blob, path)
-    return blob
 
 
 def write(blob: bytes, path: str | Path) -> None:

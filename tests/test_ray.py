@@ -35,7 +35,8 @@ VOLATILE = re.compile(r"^(gridrun\.(claim|heartbeat|host|pid|worker|launch|best_
 @pytest.fixture(scope="module")
 def ray_instance():
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # a new instance of its own, never a cluster that another test (test_cluster) runs now
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 

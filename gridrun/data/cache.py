@@ -11,13 +11,10 @@ from typing import Callable
 import torch
 
 from ..errors import GridError
+from ..spec.places import cache_dir
 from .images import ImageSet
 
 CACHE_VERSION = 1
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("GRIDRUN_CACHE_DIR") or Path.home() / ".cache" / "gridrun")
 
 
 def fingerprint(path: Path) -> str:

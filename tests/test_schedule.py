@@ -2,6 +2,8 @@
 then a real grid with `schedule: asha` and `train.abort_below`, with summary and status."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
@@ -9,14 +11,12 @@ from mlflow import MlflowClient
 from gridrun.cli import cli
 from gridrun.errors import GridError
 from gridrun.launch import launch
-from gridrun.plan.asha import AshaPlan, keep_count
+from gridrun.plan.asha import AshaPlan, keep_count, standard_error
 from gridrun.results import table
 from gridrun.results.status import grid_status
 from gridrun.spec.load import load_grid
 from gridrun.spec.sections import Schedule
 from gridrun.train.records import EpochStats
-
-pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
 
 SCRIPTED = """
     name: scripted
@@ -34,8 +34,9 @@ def test_rungs_are_r_times_powers_of_eta_below_the_last_epoch():
     assert [keep_count(n, 3) for n in range(1, 8)] == [1, 1, 1, 2, 2, 2, 3]
 
 
-def _stats(epoch: int, val_acc: float) -> EpochStats:
-    return EpochStats(epoch, 1.0, val_acc, 1.0, val_acc, 0.01, 1.0)
+def _stats(epoch: int, val_acc: float, val_loss: float = 1.0, val_images: int = 0
+           ) -> EpochStats:
+    return EpochStats(epoch, 1.0, val_acc, val_loss, val_acc, 0.01, 1.0, val_images)
 
 
 def _run_curves(plan: AshaPlan, cells, curves: dict[str, list[float]]) -> dict[str, int]:
@@ -87,6 +88,47 @@ def test_a_relaunch_replays_the_rungs_from_the_store_and_decides_the_same(write_
     assert relaunch.rungs.records[("val_acc", 1)].keys() == {c.id for c in cells}
 
 
+def test_a_cell_within_k_standard_errors_of_the_last_that_goes_on_goes_on_and_says_so(
+        write_grid):
+    cells = load_grid(write_grid(SCRIPTED)).cells()[:3]
+    # CIFAR-10's 5,000 validation images: the standard error of 0.70 is 0.0065
+    assert standard_error("val_acc", 0.70, 5000, []) == pytest.approx(0.00648, abs=1e-5)
+    first, second, third = [_stats(1, v, val_images=5000) for v in (0.700, 0.695, 0.680)]
+
+    ranked = AshaPlan(cells, 3, Schedule("asha", 1, 3))  # within_se 0: rank alone
+    assert ranked.decide(cells[0], first) is None
+    assert ranked.decide(cells[1], second).outcome == "pruned"  # 2nd of 2: the top 1 goes on
+
+    noisy = AshaPlan(cells, 3, Schedule("asha", 1, 3, within_se=1.0))
+    assert noisy.decide(cells[0], first) is None
+    assert noisy.decide(cells[1], second) is None  # 0.005 below 0.700: within 0.0065
+    assert noisy.remarks(cells[1]) == [
+        "kept at the epoch-1 rung on noise: val_acc 0.6950 ranked 2 of 2, 0.0050 from 0.7000, "
+        "the last of the top 1 (within_se 1: 0.0065)"]
+    stop = noisy.decide(cells[2], third)  # 0.020 below: three standard errors
+    assert stop.outcome == "pruned" and stop.reason.endswith(
+        "ranks 3 of the 3 cells that reached this rung; the top 1 go on, and those within "
+        "0.0065 of 0.7000 (within_se 1)")
+    assert noisy.remarks(cells[0]) == noisy.remarks(cells[2]) == []
+
+
+def test_for_a_loss_the_noise_is_the_spread_of_the_cells_last_epochs(write_grid):
+    grid = load_grid(write_grid(SCRIPTED.replace("train.max_epochs: 20",
+                                                 "train.max_epochs: 20, train.monitor: val_loss")))
+    cells = grid.cells()[:3]
+    plan = AshaPlan(cells, 3, Schedule("asha", 3, 3, within_se=1.0))
+    curves = {0: [0.50, 0.50, 0.50],   # the best: goes on
+              1: [0.62, 0.52, 0.58],   # best 0.52, spread 0.050: within it of 0.50
+              2: [0.90, 0.91, 0.89]}   # steady and far behind: spread 0.01
+    answers = {i: [plan.decide(cells[i], _stats(e, 0.5, loss)) for e, loss in
+                   enumerate(curve, start=1)] for i, curve in curves.items()}
+    assert answers[0] == answers[1] == [None, None, None]
+    assert "kept at the epoch-3 rung on noise: val_loss 0.5200" in \
+        plan.remarks(cells[1])[0]
+    assert answers[2][:2] == [None, None] and answers[2][2].outcome == "pruned"
+    assert standard_error("val_loss", 0.5, 5000, [0.4]) == 0.0  # one epoch tells no spread
+
+
 def test_schedule_settings_are_validated(write_grid):
     cases = {
         "schedule: halving": "schedule: unknown schedule 'halving'; allowed: all, asha "
@@ -94,7 +136,12 @@ def test_schedule_settings_are_validated(write_grid):
         "schedule: {name: asha, reduction_factor: 1}":
             "schedule.reduction_factor: must be an integer >= 2, got 1",
         "schedule: {name: asha, min_epoch: 2}":
-            "schedule: unknown key 'min_epoch'; allowed: name, min_epochs, reduction_factor",
+            "schedule: unknown key 'min_epoch'; allowed: name, min_epochs, reduction_factor, "
+            "within_se",
+        "schedule: {name: asha, within_se: -1}":
+            "schedule.within_se: must be a number >= 0, got -1",
+        "schedule: {name: asha, within_se: .nan}":
+            "schedule.within_se: must be a number >= 0, got nan",
     }
     for line, message in cases.items():
         path = write_grid(f"fixed: {{data.dataset: digits}}\n{line}\n")
@@ -120,6 +167,7 @@ def test_a_search_takes_optunas_successive_halving_or_hyperband_pruner(write_gri
         assert isinstance(make_study(load_grid(path)).pruner, pruner)
 
 
+@pytest.mark.slow  # CIFAR-10, two workers
 def test_a_grid_with_asha_ends_with_pruned_and_finished_cells_and_says_so(
         write_grid, tracking_uri, cifar_dir):
     path = write_grid("""
@@ -174,15 +222,18 @@ def test_a_grid_with_asha_ends_with_pruned_and_finished_cells_and_says_so(
     assert f"{len(pruned)} pruned" in cli_status.output
 
 
-def test_abort_below_ends_cells_that_cannot_win_as_not_converging(write_grid, tracking_uri):
+@pytest.mark.slow  # two real launches' worth of digits epochs
+def test_abort_below_ends_cells_that_cannot_win_and_the_reason_says_why_asha_kept_one(
+        write_grid, tracking_uri):
     path = write_grid("""
         name: abort
         fixed: {data.dataset: digits, model.name: lenet, optim.name: adam,
                 train.max_epochs: 6, train.patience: 100, train.abort_below: 0.5,
                 train.abort_epoch: 2}
+        schedule: {name: asha, min_epochs: 1, reduction_factor: 3, within_se: 100}
         track: {log_model: none, figures: none}
         grid:
-          optim.lr: [0.000001, 0.002]
+          optim.lr: [0.002, 0.000001]
     """)
     report = launch(load_grid(path), tracking_uri=tracking_uri, executor="inline")
     runs = {r.data.params["optim.lr"]: r for r in MlflowClient(tracking_uri).search_runs(
@@ -190,5 +241,12 @@ def test_abort_below_ends_cells_that_cannot_win_as_not_converging(write_grid, tr
     slow, fast = runs["1e-06"], runs["0.002"]
     assert slow.data.tags["gridrun.outcome"] == "not_converging"
     assert slow.data.metrics["epochs_run"] == 2
-    assert "below train.abort_below 0.5 at epoch 2" in slow.data.tags["gridrun.reason"]
+    # at the epoch-1 rung the slow cell ranked 2 of 2, where only the top 1 goes on by rank;
+    # 100 standard errors kept it, and its reason says so after why it ended
+    reason = slow.data.tags["gridrun.reason"]
+    assert reason.startswith("best val_acc "), reason
+    assert "below train.abort_below 0.5 at epoch 2 (train.abort_epoch); kept at the epoch-1 " \
+           "rung on noise: val_acc " in reason
+    assert re.search(r"the last of the top 1 \(within_se 100: \d\.\d{4}\)$", reason), reason
     assert fast.data.tags["gridrun.outcome"] == "max_epochs" and fast.data.metrics["epochs_run"] == 6
+    assert fast.data.tags["gridrun.reason"] == "reached train.max_epochs=6"

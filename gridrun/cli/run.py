@@ -133,8 +133,10 @@ def format_cells(grid) -> str:
     if grid.schedule.name == "asha":
         eta, rungs = grid.schedule.reduction_factor, grid.schedule.rungs(
             max(c.config["train.max_epochs"] for c in cells))
+        noise = (f", and those within {grid.schedule.within_se:g} standard errors of the last of "
+                 "them" if grid.schedule.within_se else "")
         lines.append(f"schedule asha: rungs at epochs {', '.join(map(str, rungs)) or 'none'}; "
-                     f"past each, only the top 1/{eta} of the cells that reached it go on")
+                     f"past each, only the top 1/{eta} of the cells that reached it go on{noise}")
     lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -119,6 +119,9 @@ class Writer:
             self.progress.cell_done(cell, "elsewhere", "taken over by another launch")
             return
         t0 = time.perf_counter()
+        remarks = self.plan.remarks(cell)  # e.g. ASHA kept it on noise at a rung
+        if remarks:
+            result = replace(result, reason="; ".join([result.reason, *remarks]))
         try:
             for stats in result.history:  # epochs a killed launch never logged (its worker
                 if stats.epoch not in claim.logged:  # checkpointed them): from the checkpoint

@@ -2,8 +2,8 @@
 asynchronous successive halving (`schedule: asha`), which stops cells that are not among the
 best early and spends the compute on those that are.
 
-    schedule: asha                                        # or, with its two settings:
-    schedule: {name: asha, min_epochs: 1, reduction_factor: 3}
+    schedule: asha                                        # or, with its settings:
+    schedule: {name: asha, min_epochs: 1, reduction_factor: 3, within_se: 0}
 
 ASHA (Li et al., "A System for Massively Parallel Hyperparameter Tuning", 2020) puts rungs at
 epochs r, r*eta, r*eta^2, ... below a cell's `train.max_epochs` (r = `min_epochs`, eta =
@@ -14,6 +14,12 @@ and the rung in its reason. Decisions are taken at once, as each cell reaches a 
 Tune's ASHAScheduler: no worker waits for a whole rung, and a cell that goes on simply trains
 on (its epochs are never trained twice). The first cells at a rung have few rivals, so they
 go on more easily; longest-first ordering puts comparable cells side by side.
+
+Validation accuracy on n images is itself noisy (a standard error of 0.6 points on CIFAR-10's
+5,000), so a rung that ranks cells 0.2 points apart decides on noise. With `within_se: k`, a
+cell whose value is within k standard errors of the last cell that goes on by rank goes on
+too, and its reason says so in the end ("kept at the epoch-9 rung on noise: ..."). No other ASHA does this; `benchmarks/asha_replay.py` measures what it costs and saves
+on recorded curves.
 
 The rungs' records are read back from the tracking store when a launch starts (every cell's
 per-epoch history), so a relaunch after a kill decides exactly as the first launch would have.
@@ -28,6 +34,9 @@ executor decides where the cells run. The schedule's settings are `gridrun.spec.
 from __future__ import annotations
 
 import math
+import statistics
+from dataclasses import dataclass
+from typing import Callable
 
 from ..spec.config import monitor_mode
 from ..spec.sections import Schedule
@@ -41,6 +50,31 @@ def keep_count(reached: int, reduction_factor: int) -> int:
     return max(1, math.ceil(reached / reduction_factor))
 
 
+def standard_error(monitor: str, value: float, val_images: int, recent: list[float]) -> float:
+    """How far `value` could move on noise alone. Validation accuracy is a share of
+    `val_images` images, so its binomial standard error is known: sqrt(p (1 - p) / n), 0.0065
+    at p = 0.76 on CIFAR-10's 5,000 validation images. Any other monitor (a loss) has no such
+    formula: the spread (sample standard deviation) of the cell's last 3 epochs stands in; with
+    fewer than two epochs, nothing is known and the error is 0."""
+    if monitor == "val_acc" and val_images > 0:
+        p = min(max(value, 0.0), 1.0)
+        return math.sqrt(p * (1 - p) / val_images)
+    last = [v for v in recent[-3:] if math.isfinite(v)]
+    return statistics.stdev(last) if len(last) >= 2 else 0.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A cell's judgement at a rung."""
+    goes_on: bool
+    rank: int  # 1 = the best at this rung so far
+    reached: int  # cells that reached the rung, this one included
+    keep: int  # how many of them go on by rank (the top 1/eta)
+    cutoff: float  # the value of the last cell that goes on by rank
+    band: float  # within_se x the cutoff's standard error: how far below it still goes on
+    by_noise: bool  # goes on only because it is within `band` of the cutoff
+
+
 class Rungs:
     """Each rung's record: the monitored value every cell had when it reached the rung."""
 
@@ -51,16 +85,22 @@ class Rungs:
     def record(self, monitor: str, rung: int, cell_id: str, value: float) -> None:
         self.records.setdefault((monitor, rung), {})[cell_id] = value
 
-    def judge(self, monitor: str, mode: str, rung: int, cell_id: str, value: float
-              ) -> tuple[bool, int, int, int]:
-        """Record `value` for `cell_id` at `rung`; (goes on?, its rank, cells at the rung, how
-        many go on). Ties go on: a cell is never cut for equalling one that went on."""
+    def judge(self, monitor: str, mode: str, rung: int, cell_id: str, value: float,
+              error_of: Callable[[float], float] = lambda cutoff: 0.0) -> Verdict:
+        """Record `value` for `cell_id` at `rung` and judge it. The top 1/eta go on (ties go
+        on: a cell is never cut for equalling one that went on); with `schedule.within_se` k,
+        so does a cell within k standard errors (`error_of(cutoff)`) of the last one that goes
+        on by rank, since the two differ by no more than noise."""
         self.record(monitor, rung, cell_id, value)
         values = self.records[(monitor, rung)]
         better = sum((v > value) if mode == "max" else (v < value)
                      for other, v in values.items() if other != cell_id)
         keep = keep_count(len(values), self.schedule.reduction_factor)
-        return better < keep, better + 1, len(values), keep
+        cutoff = sorted(values.values(), reverse=mode == "max")[keep - 1]
+        band = self.schedule.within_se * error_of(cutoff) if self.schedule.within_se else 0.0
+        by_rank = better < keep
+        by_noise = not by_rank and band > 0 and abs(value - cutoff) <= band
+        return Verdict(by_rank or by_noise, better + 1, len(values), keep, cutoff, band, by_noise)
 
     def replay(self, monitor: str, mode: str, cell_id: str, values: list[float],
                max_epochs: int) -> None:
@@ -81,12 +121,12 @@ class AshaPlan(CellList):
         super().__init__(todo, planned)
         self.schedule = schedule
         self.rungs = Rungs(schedule)
-        self.best: dict[str, float] = {}  # cell id -> best monitored value so far
+        self.seen: dict[str, list[float]] = {}  # cell id -> its monitored value, epoch by epoch
+        self.kept_by_noise: dict[str, list[str]] = {}  # cell id -> what its reason adds
         for cell_id, (cfg, values) in (histories or {}).items():
             monitor, mode = self._monitor(cfg)
             self.rungs.replay(monitor, mode, cell_id, values, cfg["train.max_epochs"])
-            if values:
-                self.best[cell_id] = max(values) if mode == "max" else min(values)
+            self.seen[cell_id] = list(values)
 
     @staticmethod
     def _monitor(cfg: dict) -> tuple[str, str]:
@@ -95,21 +135,34 @@ class AshaPlan(CellList):
     def tags(self, cell) -> dict[str, str]:
         return {T.SCHEDULE: "asha"}
 
+    def remarks(self, cell) -> list[str]:
+        return self.kept_by_noise.get(cell.id, [])
+
     def decide(self, cell, stats: EpochStats) -> Stop | None:
         monitor, mode = self._monitor(cell.config)
-        value = getattr(stats, monitor)
-        if math.isfinite(value):
-            best = self.best.get(cell.id)
-            better = best is None or (value > best if mode == "max" else value < best)
-            self.best[cell.id] = value if better else best
+        seen = self.seen.setdefault(cell.id, [])
+        del seen[stats.epoch - 1:]  # a retried epoch replaces the one its try reported
+        seen.append(getattr(stats, monitor))
+        finite = [v for v in seen if math.isfinite(v)]
         epoch, max_epochs = stats.epoch, cell.config["train.max_epochs"]
-        if epoch not in self.schedule.rungs(max_epochs) or cell.id not in self.best:
+        if epoch not in self.schedule.rungs(max_epochs) or not finite:
             return None
-        goes_on, rank, reached, keep = self.rungs.judge(monitor, mode, epoch, cell.id,
-                                                        self.best[cell.id])
-        if goes_on:
+        best = max(finite) if mode == "max" else min(finite)
+        verdict = self.rungs.judge(
+            monitor, mode, epoch, cell.id, best,
+            lambda cutoff: standard_error(monitor, cutoff, stats.val_images, finite))
+        eta, k = self.schedule.reduction_factor, self.schedule.within_se
+        if verdict.by_noise:
+            self.kept_by_noise.setdefault(cell.id, []).append(
+                f"kept at the epoch-{epoch} rung on noise: {monitor} {best:.4f} ranked "
+                f"{verdict.rank} of {verdict.reached}, {abs(best - verdict.cutoff):.4f} from "
+                f"{verdict.cutoff:.4f}, the last of the top {verdict.keep} (within_se {k:g}: "
+                f"{verdict.band:.4f})")
+        if verdict.goes_on:
             return None
-        eta = self.schedule.reduction_factor
+        noise = (f", and those within {verdict.band:.4f} of {verdict.cutoff:.4f} (within_se "
+                 f"{k:g})" if k > 0 else "")
         return Stop("pruned", f"pruned at epoch {epoch} (ASHA rung, reduction factor {eta}): "
-                              f"{monitor} {self.best[cell.id]:.4f} ranks {rank} of the {reached} "
-                              f"cells that reached this rung; the top {keep} go on")
+                              f"{monitor} {best:.4f} ranks {verdict.rank} of the "
+                              f"{verdict.reached} cells that reached this rung; the top "
+                              f"{verdict.keep} go on{noise}")

@@ -27,6 +27,7 @@ class Plan(Protocol):
 
     def cells(self) -> Iterator[Cell]: ...
     def tags(self, cell: Cell) -> dict[str, str]: ...  # what the plan adds to a cell's run
+    def remarks(self, cell: Cell) -> list[str]: ...  # what it adds to a cell's reason, at its end
     def decide(self, cell: Cell, stats: EpochStats) -> Stop | None: ...
     def passed_over(self, cell: Cell) -> None: ...  # another launch holds or finished it
     def done(self, cell: Cell, result: CellResult | None) -> None: ...
@@ -48,6 +49,9 @@ class CellList:
 
     def tags(self, cell: Cell) -> dict[str, str]:
         return {}
+
+    def remarks(self, cell: Cell) -> list[str]:
+        return []
 
     def decide(self, cell: Cell, stats: EpochStats) -> Stop | None:
         return None

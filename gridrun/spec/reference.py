@@ -45,7 +45,7 @@ def section_keys() -> list[KeyRow]:
                        "", "no", sections.SECTION_DOCS["schedule.name"]))
     for key, default in sections.SCHEDULE_DEFAULTS.items():
         rows.append(KeyRow(f"schedule.{key}", str(default),
-                           f"an integer >= {sections.SCHEDULE_LEAST[key]}", "", "no",
+                           sections.schedule_allowed(key), "", "no",
                            sections.SECTION_DOCS[f"schedule.{key}"]))
     return rows
 

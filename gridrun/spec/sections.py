@@ -57,12 +57,15 @@ SECTION_DOCS = {
                      "min_epochs * reduction_factor^k; hyperband: Optuna's, for search: grids",
     "schedule.min_epochs": "the first rung's epoch (r)",
     "schedule.reduction_factor": "the top 1/eta of the cells at a rung go on (eta)",
+    "schedule.within_se": "a cell within this many standard errors of the last cell that goes "
+                          "on at a rung goes on too: val_acc's binomial error on the validation "
+                          "images, else the spread of the cell's last 3 epochs (0: rank alone)",
 }
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 SCHEDULES = ("all", "asha", "hyperband")  # hyperband: searches only
-SCHEDULE_DEFAULTS = {"min_epochs": 1, "reduction_factor": 3}
-SCHEDULE_LEAST = {"min_epochs": 1, "reduction_factor": 2}  # the smallest value each may take
+SCHEDULE_DEFAULTS = {"min_epochs": 1, "reduction_factor": 3, "within_se": 0.0}
+SCHEDULE_LEAST = {"min_epochs": 1, "reduction_factor": 2, "within_se": 0}  # the least each takes
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,9 @@ class Schedule:
     """`schedule:` how much of each cell to train: `all` to its end, or ASHA's rungs (its
     runtime, the rung records and decisions, is `gridrun.plan.asha`'s)."""
     name: str = "all"
-    min_epochs: int = 1
-    reduction_factor: int = 3
+    min_epochs: int = SCHEDULE_DEFAULTS["min_epochs"]
+    reduction_factor: int = SCHEDULE_DEFAULTS["reduction_factor"]
+    within_se: float = SCHEDULE_DEFAULTS["within_se"]  # the noise rule's k (0: off)
 
     def rungs(self, max_epochs: int) -> list[int]:
         """The rung epochs below `max_epochs`: r, r*eta, r*eta^2, ..."""
@@ -205,9 +209,15 @@ def launch_settings(raw: Any, defaults: dict[str, Any], where: str) -> dict[str,
     return settings
 
 
+def schedule_allowed(key: str) -> str:
+    """What `schedule.<key>` may take, as errors and the key reference say it."""
+    kind = "a number" if isinstance(SCHEDULE_DEFAULTS[key], float) else "an integer"
+    return f"{kind} >= {SCHEDULE_LEAST[key]}"
+
+
 def parse_schedule(raw: Any, search: bool, where: str) -> Schedule:
     """`schedule:` a name (`all`, `asha`; `hyperband` for searches) or a mapping with `name`,
-    `min_epochs` (>= 1) and `reduction_factor` (>= 2)."""
+    `min_epochs` (>= 1), `reduction_factor` (>= 2) and `within_se` (a number >= 0)."""
     if raw is None:
         return Schedule()
     if not isinstance(raw, dict):
@@ -222,10 +232,11 @@ def parse_schedule(raw: Any, search: bool, where: str) -> Schedule:
     settings = {}
     for key, least in SCHEDULE_LEAST.items():
         value = raw.get(key, SCHEDULE_DEFAULTS[key])
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise GridError(f"must be an integer >= {least}, got {value!r}",
-                            f"{where}.{key}")
-        settings[key] = value
+        kind = float if isinstance(SCHEDULE_DEFAULTS[key], float) else int
+        if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) \
+                or not math.isfinite(value) or value < least:
+            raise GridError(f"must be {schedule_allowed(key)}, got {value!r}", f"{where}.{key}")
+        settings[key] = kind(value)
     return Schedule(name, **settings)
 
 

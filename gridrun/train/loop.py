@@ -148,7 +148,7 @@ def run_epoch(state: TrainState) -> EpochStats | None:
         return None
     val_loss, val_acc, _ = evaluate(state, state.splits.val)
     stats = EpochStats(epoch, trained[0], trained[1], val_loss, val_acc, lr,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, len(state.splits.val))
     state.history.append(stats)
     return stats
 

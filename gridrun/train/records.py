@@ -23,9 +23,10 @@ class EpochStats:
     val_acc: float
     lr: float
     epoch_seconds: float
+    val_images: int = 0  # how many images val_acc is a share of (0: not known), for its error
 
     def metrics(self) -> dict[str, float]:
-        return {k: v for k, v in self.__dict__.items() if k != "epoch"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("epoch", "val_images")}
 
 
 @dataclass

@@ -1,91 +1,174 @@
-"""ASHA's rung rule replayed on recorded learning curves: which cell would ASHA have kept?
+"""ASHA replayed on recorded learning curves: which settings would have kept a winner, at what
+compute?
 
-Reads an exhaustive launch of a grid (every cell trained to its end, e.g. the `exhaustive.db`
-that benchmarks/time_to_best.py leaves in its temporary folder), then feeds each cell's recorded
-per-epoch validation accuracy through `gridrun.schedule.Rungs` with 2 workers taking cells in
-turn, each epoch one time unit, in the grid's order and in 50 seeded shuffles. Prints, per
-(min_epochs, reduction_factor), how often the exhaustive best cell or one within 1 point of its
-test accuracy survives, and the epochs trained. No training: a way to see what a schedule's
-settings would cost and miss on curves already paid for.
+Reads an exhaustive launch of a grid (every cell trained to its end: `gridrun launch GRID` with
+`schedule: all`, e.g. the store `benchmarks/table1_full.py --exhaustive` leaves) and feeds each
+cell's recorded per-epoch validation accuracy through the launch's own planner,
+`gridrun.plan.asha.AshaPlan`, on simulated workers that take cells in turn: each epoch lasts
+what it took in the exhaustive launch, and each cell adds its own setup and test scoring. A
+cell that goes on trains exactly the epochs it trained exhaustively (early stopping included),
+so the test accuracy of every cell ASHA keeps is the one recorded.
 
-    python benchmarks/asha_replay.py sqlite:////tmp/gridrun-ttb-XXXX/exhaustive.db [--experiment NAME]
+For each (min_epochs, reduction_factor, within_se) it replays the launch's own cell order and
+`--orders` seeded shuffles, and prints how often the best cell ASHA keeps is within 1 point of
+the exhaustive best's test accuracy (and is the exhaustive best itself), how often the
+exhaustive top 3 are all kept, the epochs trained and the simulated wall time. No training: it
+shows what a schedule would cost and miss on curves already paid for. The settings it names
+last keep a cell within 1 point in the most orders, at the least compute among those.
+
+    python benchmarks/asha_replay.py sqlite:////path/to/exhaustive.db [--experiment NAME]
+           [--workers 2] [--orders 50]
 """
 from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
+import json
 import random
+from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 
-from gridrun.plan.asha import Rungs
+from gridrun.plan.asha import AshaPlan
 from gridrun.spec.sections import Schedule
+from gridrun.train.records import EpochStats
+
+MIN_EPOCHS = (1, 2, 3)
+REDUCTION_FACTORS = (2, 3, 4)
+WITHIN_SE = (0.0, 0.5, 1.0, 2.0)
 
 
-def curves(uri: str, experiment: str) -> dict[str, tuple[list[float], float, int]]:
+@dataclass
+class Curve:
+    """One cell of the exhaustive launch, as the replay needs it."""
+    name: str
+    id: str
+    config: dict  # train.max_epochs, train.monitor, train.mode: what the planner reads
+    started: int  # when the exhaustive launch started it (ms): the launch's order
+    val_acc: list[float]
+    epoch_seconds: list[float]
+    other_seconds: float  # setup and test scoring: the cell's duration beyond its epochs
+    test_acc: float
+    val_images: int
+
+
+@dataclass
+class Replay:
+    kept: list[str] = field(default_factory=list)  # cells that trained to their own end
+    epochs: int = 0
+    wall_s: float = 0.0
+
+
+def curves(uri: str, experiment: str) -> list[Curve]:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
-    out = {}
+    if exp is None:
+        raise SystemExit(f"error: {uri}: no experiment {experiment!r}")
+    out = []
     for run in client.search_runs([exp.experiment_id], "tags.`gridrun.kind` = 'cell'",
                                   max_results=1000):
-        history = sorted(client.get_metric_history(run.info.run_id, "val_acc"),
-                         key=lambda m: m.step)
-        out[run.info.run_name] = ([m.value for m in history], run.data.metrics["test_acc"],
-                                  int(run.data.tags["gridrun.index"]))
+        if run.info.status != "FINISHED" or run.data.tags.get("gridrun.outcome") == "pruned":
+            raise SystemExit(f"error: {uri}: run {run.info.run_name} is "
+                             f"{run.data.tags.get('gridrun.outcome', run.info.status)}; the "
+                             "replay needs an exhaustive launch, every cell FINISHED")
+        history = {name: [m.value for m in sorted(client.get_metric_history(run.info.run_id, name),
+                                                  key=lambda m: m.step)]
+                   for name in ("val_acc", "epoch_seconds")}
+        val = next((d.dataset for d in run.inputs.dataset_inputs
+                    if any(t.value == "validation" for t in d.tags)), None)
+        params = run.data.params
+        out.append(Curve(
+            run.info.run_name, run.data.tags["gridrun.cell"],
+            {"train.max_epochs": int(params["train.max_epochs"]),
+             "train.monitor": params["train.monitor"], "train.mode": params["train.mode"]},
+            run.info.start_time, history["val_acc"], history["epoch_seconds"],
+            max(run.data.metrics["duration_s"] - sum(history["epoch_seconds"]), 0.0),
+            run.data.metrics["test_acc"],
+            json.loads(val.profile)["num_rows"] if val is not None else 0))
+    return sorted(out, key=lambda c: c.started)
+
+
+def replay(order: list[Curve], schedule: Schedule | None, workers: int = 2) -> Replay:
+    """Run `order` on `workers` simulated workers, each taking the next cell when free; with a
+    `schedule`, AshaPlan answers every epoch as it would in a launch."""
+    plan = AshaPlan(order, len(order), schedule) if schedule else None
+    queue, running, out = list(order), [], Replay()
+    tie = itertools.count()
+    for _ in range(min(workers, len(queue))):
+        cell = queue.pop(0)
+        heapq.heappush(running, (cell.epoch_seconds[0], next(tie), cell, 1))
+    while running:
+        now, _, cell, epoch = heapq.heappop(running)
+        out.epochs += 1
+        stats = EpochStats(epoch, 0.0, 0.0, 0.0, cell.val_acc[epoch - 1], 0.0,
+                           cell.epoch_seconds[epoch - 1], cell.val_images)
+        stop = plan.decide(cell, stats) if plan else None
+        if stop is None and epoch < len(cell.val_acc):
+            heapq.heappush(running, (now + cell.epoch_seconds[epoch], next(tie), cell, epoch + 1))
+            continue
+        if stop is None:
+            out.kept.append(cell.name)
+        now += cell.other_seconds
+        out.wall_s = max(out.wall_s, now)
+        if queue:
+            cell = queue.pop(0)
+            heapq.heappush(running, (now + cell.epoch_seconds[0], next(tie), cell, 1))
     return out
-
-
-def replay(runs: dict, order: list[str], schedule: Schedule, workers: int = 2
-           ) -> tuple[str, int]:
-    """(the best test accuracy's cell among those never pruned, epochs trained)."""
-    rungs, queue, events, kept, epochs = Rungs(schedule), list(order), [], [], 0
-    for worker in range(min(workers, len(queue))):
-        heapq.heappush(events, (1, worker, queue.pop(0), 1))
-    while events:
-        time, worker, name, epoch = heapq.heappop(events)
-        epochs += 1
-        values = runs[name][0]
-        done = epoch >= len(values)
-        if not done and epoch in schedule.rungs(20):
-            goes_on, *_ = rungs.judge("val_acc", "max", epoch, name, max(values[:epoch]))
-            if not goes_on:
-                done = True
-                name = None  # pruned
-        elif done:
-            kept.append(name)
-        if done:
-            if queue:
-                heapq.heappush(events, (time + 1, worker, queue.pop(0), 1))
-        else:
-            heapq.heappush(events, (time + 1, worker, name, epoch + 1))
-    return max(kept, key=lambda n: runs[n][1]), epochs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tracking_uri")
     parser.add_argument("--experiment", default="activation_vs_optim")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--orders", type=int, default=50, help="seeded shuffles besides the "
+                        "launch's own order")
     args = parser.parse_args()
-    runs = curves(args.tracking_uri, args.experiment)
-    best = max(runs, key=lambda n: runs[n][1])
-    print(f"exhaustive best: {best} test_acc {runs[best][1]:.4f}; "
-          f"{sum(len(r[0]) for r in runs.values())} epochs")
-    order = sorted(runs, key=lambda n: runs[n][2])
-    for r, eta in ((1, 3), (2, 3), (3, 3), (1, 2), (2, 2)):
-        schedule = Schedule("asha", r, eta)
-        pick, epochs = replay(runs, order, schedule)
-        hits, near, spent = 0, 0, []
-        for seed in range(50):
-            shuffled = order[:]
-            random.Random(seed).shuffle(shuffled)
-            choice, used = replay(runs, shuffled, schedule)
-            hits += choice == best
-            near += runs[best][1] - runs[choice][1] <= 0.01
-            spent.append(used)
-        print(f"min_epochs {r} reduction_factor {eta}: grid order keeps {pick} "
-              f"({(runs[best][1] - runs[pick][1]) * 100:.2f} points below), {epochs} epochs; "
-              f"50 shuffles: best kept {hits}, within 1 point {near}, "
-              f"{sum(spent) / len(spent):.0f} epochs on average")
+    cells = curves(args.tracking_uri, args.experiment)
+    by_name = {c.name: c for c in cells}
+    ranked = sorted(cells, key=lambda c: c.test_acc, reverse=True)
+    best, top3 = ranked[0], {c.name for c in ranked[:3]}
+    everything = replay(cells, None, args.workers)
+    print(f"exhaustive: {len(cells)} cells, {everything.epochs} epochs, "
+          f"{sum(sum(c.epoch_seconds) + c.other_seconds for c in cells) / 60:.1f} worker-minutes,"
+          f" replayed on {args.workers} workers in {everything.wall_s / 60:.1f} min; best "
+          f"{best.name} test_acc {best.test_acc:.4f}; top 3: "
+          + ", ".join(f"{c.name} {c.test_acc:.4f}" for c in ranked[:3]))
+    within = [c.name for c in cells if best.test_acc - c.test_acc <= 0.01]
+    print(f"cells within 1 point of the best: {len(within)} ({', '.join(within)})")
+    orders = [cells] + [random.Random(seed).sample(cells, len(cells))
+                        for seed in range(args.orders)]
+    rows = []
+    for r, eta, k in itertools.product(MIN_EPOCHS, REDUCTION_FACTORS, WITHIN_SE):
+        schedule = Schedule("asha", r, eta, k)
+        runs = [replay(order, schedule, args.workers) for order in orders]
+        gap = lambda run: best.test_acc - max(by_name[n].test_acc for n in run.kept)
+        rows.append({
+            "setting": (r, eta, k), "launch_gap": gap(runs[0]) * 100,
+            "launch_min": runs[0].wall_s / 60,
+            "near": sum(gap(run) <= 0.01 + 1e-9 for run in runs),
+            "best": sum(best.name in run.kept for run in runs),
+            "top3": sum(top3 <= set(run.kept) for run in runs),
+            "epochs": sum(run.epochs for run in runs) / len(runs),
+            "minutes": sum(run.wall_s for run in runs) / len(runs) / 60,
+            "worst_min": max(run.wall_s for run in runs) / 60})
+    print(f"\n{len(orders)} orders (the launch's own, then {args.orders} shuffles), "
+          f"{args.workers} workers; minutes are simulated wall time")
+    print(f"{'min_epochs':>10} {'eta':>3} {'within_se':>9} | {'within 1 pt':>11} "
+          f"{'best kept':>9} {'top 3 kept':>10} | {'epochs':>6} {'minutes':>7} {'worst':>5} | "
+          f"{'launch order: gap, min':>22}")
+    for row in sorted(rows, key=lambda x: (-x["near"], x["minutes"])):
+        r, eta, k = row["setting"]
+        print(f"{r:>10} {eta:>3} {k:>9g} | {row['near']:>5}/{len(orders):<5} "
+              f"{row['best']:>4}/{len(orders):<4} {row['top3']:>5}/{len(orders):<4} | "
+              f"{row['epochs']:>6.0f} {row['minutes']:>7.1f} {row['worst_min']:>5.1f} | "
+              f"{row['launch_gap']:>9.2f} pt {row['launch_min']:>6.1f} min")
+    pick = min(rows, key=lambda x: (-x["near"], x["epochs"]))
+    r, eta, k = pick["setting"]
+    print(f"\nmost orders within 1 point at the least compute: min_epochs {r}, reduction_factor "
+          f"{eta}, within_se {k:g} ({pick['near']}/{len(orders)} orders, {pick['epochs']:.0f} "
+          f"epochs, {pick['minutes']:.1f} min)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ after another in this one invocation:
   (a) naive: the hand-written loop users write today: torchvision ImageFolder + per-sample PIL
       transforms through a DataLoader, one cell after another, one MLflow call per value;
   (b) pure compute: the same cells on preloaded channels_last tensors, no logging, as
-      2 processes x 1 thread and as 1 process x 2 threads (the better one counts);
+      2 processes x 1 thread and as 1 process x 2 threads (the better one counts); then in
+      bf16 (forward and loss under bf16 autocast, as gridrun's `train.precision: bf16`) as
+      2 processes x 1 thread, the layout `gridrun launch` picks on 2 cores;
   (c) `gridrun launch` from the command line on a fresh store, fp32, then with
       `--set train.precision=bf16`;
   (d) with --ray: `gridrun launch --executor ray`, fp32, on a local Ray instance the launch
@@ -111,10 +113,11 @@ def _accuracy(model, loader) -> float:
 _DATA = {}
 
 
-def _pure_init(data_dir: str, threads: int) -> None:
+def _pure_init(data_dir: str, threads: int, precision: str) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    _DATA["precision"] = precision
     _, images, splits = cells_and_splits(data_dir)
     mean = torch.tensor(images.mean).view(1, 3, 1, 1)
     std = torch.tensor(images.std).view(1, 3, 1, 1)
@@ -126,12 +129,16 @@ def _pure_init(data_dir: str, threads: int) -> None:
 
 def _pure_cell(cfg: dict) -> list[float]:
     """Train one cell on preloaded tensors; returns its per-epoch seconds (train + validation)."""
+    import contextlib
+
     import torch
 
     from gridrun.train.recipe import build_cell_model
 
     torch.manual_seed(0)
     model = build_cell_model(cfg, 10, 3, 32).to(memory_format=torch.channels_last)
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) \
+        if _DATA["precision"] == "bf16" else contextlib.nullcontext
     opt = (torch.optim.Adam(model.parameters(), lr=cfg["optim.lr"]) if cfg["optim.name"] == "adam"
            else torch.optim.SGD(model.parameters(), lr=cfg["optim.lr"], momentum=cfg["optim.momentum"]))
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -144,28 +151,31 @@ def _pure_cell(cfg: dict) -> list[float]:
         for start in range(0, len(y), 64):
             i = order[start:start + 64]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[i]), y[i])
+            with autocast():
+                loss = loss_fn(model(x[i].contiguous(memory_format=torch.channels_last)), y[i])
             loss.backward()
             opt.step()
-        _evaluate(model, *_DATA["val"])
+        _evaluate(model, *_DATA["val"], autocast)
         epoch_seconds.append(time.perf_counter() - t0)
-    _evaluate(model, *_DATA["test"])
+    _evaluate(model, *_DATA["test"], autocast)
     return epoch_seconds
 
 
-def _evaluate(model, x, y) -> float:
+def _evaluate(model, x, y, autocast) -> float:
     import torch
 
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         return sum((model(x[s:s + 1000]).argmax(1) == y[s:s + 1000]).sum().item()
                    for s in range(0, len(y), 1000)) / len(y)
 
 
-def pure(data_dir: str, processes: int, threads: int) -> tuple[float, list[float]]:
+def pure(data_dir: str, processes: int, threads: int, precision: str = "fp32"
+         ) -> tuple[float, list[float]]:
     cells, _, _ = cells_and_splits(data_dir)
     started = time.perf_counter()
-    with mp.get_context("forkserver").Pool(processes, _pure_init, (data_dir, threads)) as pool:
+    with mp.get_context("forkserver").Pool(processes, _pure_init,
+                                           (data_dir, threads, precision)) as pool:
         epochs = [s for seconds in pool.imap_unordered(_pure_cell, [c.config for c in cells])
                   for s in seconds]
     return time.perf_counter() - started, epochs
@@ -266,6 +276,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gridrun-bench-"))
     os.environ.setdefault("GRIDRUN_CACHE_DIR", str(tmp / "cache"))
     cells_and_splits(args.data_dir)  # the decode cache, built once, untimed
+    from gridrun.tracking.store import client
+    client(f"sqlite:///{tmp / 'first.db'}")  # the store schema new stores copy, likewise
     cores = os.cpu_count()
     print(f"grid_throughput {time.strftime('%Y-%m-%d')}: 24 cells of activation_vs_optim, "
           f"2,000 train / 222 val / 500 test CIFAR-10 images, 2 epochs, batch 64, {cores} cores")
@@ -287,6 +299,11 @@ def main() -> None:
 
     from gridrun.train.precision import bf16_supported
     native_bf16, found = bf16_supported(torch.device("cpu"))
+    if native_bf16:
+        walls["pure_bf16"], epochs = pure(args.data_dir, 2, 1, "bf16")
+        splits["bf16"] = (walls["pure_bf16"], sum(epochs) / len(epochs))
+        print(f"(b) pure compute, bf16, 2 process(es) x 1 thread(s):{'':8}{walls['pure_bf16']:7.1f}"
+              f" s  (epoch {splits['bf16'][1]:.2f} s)", flush=True)
     if not native_bf16:  # gridrun refuses emulated bf16 (slower than fp32): nothing to time
         print(f"(c) bf16 skipped: this CPU has no native bf16 ({found})", flush=True)
     for precision in ("fp32", "bf16") if native_bf16 else ("fp32",):
@@ -320,6 +337,12 @@ def main() -> None:
     print(f"  per-epoch time, 2 workers x 1 thread: gridrun {figures['fp32']['epoch_s']:.3f} s, "
           f"pure compute {epoch_pure:.3f} s: {figures['fp32']['epoch_s'] / epoch_pure:.2f}x "
           "(target <= 1.05)")
+    if "bf16" in figures:
+        print(f"  gridrun bf16 / pure bf16 compute: {walls['bf16'] / walls['pure_bf16']:.2f}x  "
+              "(target <= 1.10)")
+        print(f"  per-epoch time, bf16, 2 workers x 1 thread: gridrun "
+              f"{figures['bf16']['epoch_s']:.3f} s, pure compute {splits['bf16'][1]:.3f} s: "
+              f"{figures['bf16']['epoch_s'] / splits['bf16'][1]:.2f}x (target <= 1.05)")
     print(f"  recording per cell (driver, off the training path): "
           f"{figures['fp32']['record_s']:.2f} s")
     if "ray" in walls:

@@ -18,8 +18,9 @@ go on more easily; longest-first ordering puts comparable cells side by side.
 Validation accuracy on n images is itself noisy (a standard error of 0.6 points on CIFAR-10's
 5,000), so a rung that ranks cells 0.2 points apart decides on noise. With `within_se: k`, a
 cell whose value is within k standard errors of the last cell that goes on by rank goes on
-too, and its reason says so in the end ("kept at the epoch-9 rung on noise: ..."). No other ASHA does this; `benchmarks/asha_replay.py` measures what it costs and saves
-on recorded curves.
+too, and its reason says so in the end ("kept at the epoch-9 rung on noise: ..."). No other
+ASHA does this; `benchmarks/asha_replay.py` measures what it costs and saves on recorded
+curves.
 
 The rungs' records are read back from the tracking store when a launch starts (every cell's
 per-epoch history), so a relaunch after a kill decides exactly as the first launch would have.

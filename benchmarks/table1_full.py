@@ -18,7 +18,7 @@ many cells trained the very epochs the exhaustive run recorded (same seeds, same
 Target (issue 25): <= 15 minutes on 2 cores, best cell within 1 point of the exhaustive best.
 
     python benchmarks/table1_full.py [--exhaustive] [--exhaustive-store URI] [--store-dir DIR]
-                                     [--data-dir ../shared/data/cifar10-jpeg]
+                                     [--data-dir ../shared/data/cifar10-jpeg] [--set K=V]
 """
 from __future__ import annotations
 
@@ -67,6 +67,10 @@ def main() -> None:
                         help="an exhaustive run's store to compare against")
     parser.add_argument("--store-dir", help="where the run's store goes (default: a new "
                         "temporary folder); it must not hold one yet")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting for every cell, as gridrun launch --set (e.g. a subset "
+                        "to try the script on: data.train_size=500); the figures are then not "
+                        "report 001's")
     args = parser.parse_args()
     folder = Path(args.store_dir or tempfile.mkdtemp(prefix="gridrun-table1-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,7 +92,10 @@ def main() -> None:
     if not args.exhaustive:
         print("schedule: asha, " + ", ".join(f"{k} {v:g}" for k, v in SCHEDULE_DEFAULTS.items()))
 
-    wall = launch(args.data_dir, store, ["train.precision=bf16"], ["--schedule", schedule])
+    if args.set:
+        print("settings: " + ", ".join(args.set) + " (not report 001's Table 1)")
+    wall = launch(args.data_dir, store, ["train.precision=bf16", *args.set],
+                  ["--schedule", schedule])
     runs = cells(store)
     outcomes = {}
     for c in runs:

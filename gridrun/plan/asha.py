@@ -53,7 +53,7 @@ def keep_count(reached: int, reduction_factor: int) -> int:
 
 def standard_error(monitor: str, value: float, val_images: int, recent: list[float]) -> float:
     """How far `value` could move on noise alone. Validation accuracy is a share of
-    `val_images` images, so its binomial standard error is known: sqrt(p (1 - p) / n), 0.0065
+    `val_images` images, so its binomial standard error is known: sqrt(p (1 - p) / n), 0.0060
     at p = 0.76 on CIFAR-10's 5,000 validation images. Any other monitor (a loss) has no such
     formula: the spread (sample standard deviation) of the cell's last 3 epochs stands in; with
     fewer than two epochs, nothing is known and the error is 0."""

@@ -192,6 +192,9 @@ def _schema_template() -> str:
         engine = sqlalchemy.create_engine(f"sqlite:///{building}")
         try:
             _initialize_tables(engine)
+        except BaseException:
+            building.unlink(missing_ok=True)  # no half-built schema left in the cache
+            raise
         finally:
             engine.dispose()
         os.replace(building, path)  # whole or not at all, whoever builds it at the same time

@@ -81,6 +81,9 @@ def main() -> None:
     schedule = "all" if args.exhaustive else "asha"
     commit = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h"],
                             capture_output=True, text=True).stdout.strip()
+    if subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                      capture_output=True, text=True).stdout.strip():
+        commit += ", with uncommitted changes"
     print(f"table1_full {time.strftime('%Y-%m-%d %H:%M')} (commit {commit}): report 001's 24 "
           f"cells on full CIFAR-10, bf16, --schedule {schedule}", flush=True)
     print(f"machine: {machine()}", flush=True)
@@ -90,7 +93,9 @@ def main() -> None:
     from gridrun.tracking.store import client
     client(f"sqlite:///{tempfile.mkdtemp()}/warm.db")  # the store schema, likewise
     if not args.exhaustive:
-        print("schedule: asha, " + ", ".join(f"{k} {v:g}" for k, v in SCHEDULE_DEFAULTS.items()))
+        print("schedule: asha, " + ", ".join(
+            f"{k} {str(v).lower() if isinstance(v, bool) else format(v, 'g')}"
+            for k, v in SCHEDULE_DEFAULTS.items()))
 
     if args.set:
         print("settings: " + ", ".join(args.set) + " (not report 001's Table 1)")

@@ -10,14 +10,15 @@ from mlflow import MlflowClient
 
 from gridrun.cli import cli
 from gridrun.errors import GridError
-from gridrun.launch import launch
-from gridrun.plan.asha import AshaPlan, keep_count, standard_error
+from gridrun.launch import SilentProgress, launch
+from gridrun.plan.asha import AshaPlan, keep_count, promotion_quota, standard_error
 from gridrun.results import table
 from gridrun.results.status import grid_status
 from gridrun.spec.load import load_grid
 from gridrun.spec.sections import Schedule
-from gridrun.train.records import EpochStats
+from gridrun.train.records import EpochStats, Paused
 
+AT_ONCE = Schedule("asha", 1, 3, promote=False)  # Ray Tune's way: each rung decided at once
 SCRIPTED = """
     name: scripted
     fixed: {data.dataset: digits, train.max_epochs: 20}
@@ -59,13 +60,13 @@ def test_asha_keeps_the_top_third_at_each_rung_and_prunes_the_rest(write_grid):
     # cell i learns at speed i: later cells are better at every epoch (a flat curve each)
     curves = {c.name: [0.1 + 0.05 * i + 0.001 * e for e in range(1, 21)]
               for i, c in enumerate(cells)}
-    plan = AshaPlan(cells, len(cells), Schedule("asha", 1, 3))
+    plan = AshaPlan(cells, len(cells), AT_ONCE)
     stopped = _run_curves(plan, cells, curves)
     # one after another, each new cell is the best so far at every rung: all go on
     assert set(stopped.values()) == {20}
 
     worst_last = list(reversed(cells))  # now each new cell is the worst so far
-    plan = AshaPlan(worst_last, len(cells), Schedule("asha", 1, 3))
+    plan = AshaPlan(worst_last, len(cells), AT_ONCE)
     stopped = _run_curves(plan, worst_last, curves)
     first, second, *rest = [stopped[c.name] for c in worst_last]
     assert first == 20  # the first cell at a rung has no rival
@@ -78,7 +79,7 @@ def test_a_relaunch_replays_the_rungs_from_the_store_and_decides_the_same(write_
     cells = grid.cells()
     curves = {c.name: [0.9 - 0.05 * i + 0.001 * e for e in range(1, 21)]
               for i, c in enumerate(cells)}  # the first cells are the best
-    schedule = Schedule("asha", 1, 3)
+    schedule = AT_ONCE
     whole = _run_curves(AshaPlan(cells, 9, schedule), cells, curves)
 
     # the first four cells ran in a launch that died; their histories are in the store
@@ -88,6 +89,95 @@ def test_a_relaunch_replays_the_rungs_from_the_store_and_decides_the_same(write_
     assert relaunch.rungs.records[("val_acc", 1)].keys() == {c.id for c in cells}
 
 
+def _drive(plan: AshaPlan, curves: dict[str, list[float]], val_images: int = 0
+           ) -> dict[str, tuple[int, str]]:
+    """What an executor with one worker does: take the plan's cells in turn; train a new or
+    promoted cell on from its last epoch until the plan stops or pauses it, or its curve (its
+    patience) ends; end a cell the plan hands out to end. Returns each cell's last epoch and
+    how it ended (`trained`: to its own end)."""
+    ended = {}
+    for cell in plan.cells():
+        assert cell is not None  # one worker: nothing else trains, so the plan never waits
+        trained = len(plan.seen.get(cell.id, []))
+        stop = plan.on_resume(cell)
+        if stop is not None:  # ends at its rung, on its checkpoint's epoch
+            assert stop.epoch == trained and f"pruned at epoch {trained} (ASHA" in stop.reason
+            ended[cell.name] = (trained, stop.outcome)
+            plan.done(cell, None)
+            continue
+        curve = curves[cell.name]
+        for epoch in range(trained + 1, len(curve) + 1):
+            answer = plan.decide(cell, _stats(epoch, curve[epoch - 1], val_images=val_images))
+            if answer is not None and epoch < len(curve):
+                break
+        if answer is not None and answer.pauses and epoch < len(curve):
+            plan.paused(cell, Paused(epoch, answer.reason))
+            continue
+        ended[cell.name] = (epoch, "trained" if answer is None or answer.pauses
+                            else answer.outcome)
+        plan.done(cell, None)
+    assert not plan.waiting and not plan.running  # every cell ended
+    return ended
+
+
+def test_promotion_waits_at_each_rung_for_rivals_and_trains_only_the_winners_on(write_grid):
+    cells = load_grid(write_grid(SCRIPTED)).cells()
+    curves = {c.name: [0.1 + 0.05 * i + 0.001 * e for e in range(1, 21)]
+              for i, c in enumerate(cells)}  # cell i is better than cell i - 1 at every epoch
+    assert [promotion_quota(n, 3, False) for n in range(1, 8)] == [0, 0, 1, 1, 1, 2, 2]
+    assert [promotion_quota(n, 3, True) for n in range(1, 8)] == [1, 1, 1, 2, 2, 2, 3]
+
+    best_first = list(reversed(cells))
+    ended = _drive(AshaPlan(best_first, 9, Schedule("asha", 1, 3)), curves)
+    names = [c.name for c in best_first]
+    # the synchronous answer, though decided as cells arrive: at the epoch-1 rung the top 3
+    # of 9 go on, at the epoch-3 rung the top 1 of 3, and it trains to its end
+    assert ended == {names[0]: (20, "trained"), names[1]: (3, "pruned"),
+                     names[2]: (3, "pruned"), **{n: (1, "pruned") for n in names[3:]}}
+    # deciding at once (Ray Tune's way) kept the first cell and cut the rest at epoch 1 too,
+    # but a first cell that is not the best would have gone on unopposed
+
+    # each new cell the best so far: deciding at once, every cell goes on to its end (180
+    # epochs); waiting, the first cells at each rung wait for rivals and lose to them
+    assert set(_run_curves(AshaPlan(cells, 9, AT_ONCE), cells, curves).values()) == {20}
+    ended = _drive(AshaPlan(cells, 9, Schedule("asha", 1, 3)), curves)
+    names = [c.name for c in cells]
+    assert ended == {**{n: (1, "pruned") for n in names[:2]},
+                     **{n: (3, "pruned") for n in names[2:4]},
+                     **{n: (9, "pruned") for n in names[4:6]},
+                     **{n: (20, "trained") for n in names[6:]}}  # 94 epochs
+
+
+def test_the_noise_rule_promotes_a_waiting_cell_within_k_standard_errors(write_grid):
+    cells = load_grid(write_grid(SCRIPTED)).cells()[:4]
+    curves = {c.name: [v] * 5 for c, v in zip(cells, (0.700, 0.696, 0.650, 0.600))}
+    plan = AshaPlan(cells, 4, Schedule("asha", 1, 3, within_se=1.0))
+    ended = _drive(plan, curves, val_images=5000)
+    assert ended[cells[0].name] == (5, "trained")  # the best: goes on by rank
+    assert ended[cells[1].name] == (5, "trained")  # 0.004 below it: within 0.0065
+    assert ended[cells[2].name] == ended[cells[3].name] == (1, "pruned")
+    assert plan.remarks(cells[1]) == [  # promoted once a third cell came (the top 1 goes on),
+        "kept at the epoch-1 rung on noise: val_acc 0.6960 ranked 2 of 3, 0.0040 from 0.7000, "
+        "the last of the top 1 (within_se 1: 0.0065)",  # and at the next rung, as it closed
+        "kept at the epoch-3 rung on noise: val_acc 0.6960 ranked 2 of 2, 0.0040 from 0.7000, "
+        "the last of the top 1 (within_se 1: 0.0065)"]
+
+
+def test_a_relaunch_finds_the_cells_a_dead_launch_left_waiting_at_a_rung(write_grid):
+    cells = list(reversed(load_grid(write_grid(SCRIPTED)).cells()))  # the best first
+    curves = {c.name: [0.5 - 0.05 * i + 0.001 * e for e in range(1, 21)]
+              for i, c in enumerate(cells)}
+    schedule = Schedule("asha", 1, 3)
+    whole = _drive(AshaPlan(cells, 9, schedule), curves)
+    # the launch died with its first three cells paused at the epoch-1 rung: their runs have
+    # one epoch and their checkpoints are at it
+    left = {c.id: (c.config, curves[c.name][:1]) for c in cells[:3]}
+    relaunch = AshaPlan(cells, 9, schedule, histories=left)
+    assert {i for i, _ in relaunch.waiting.items()} == {c.id for c in cells[:3]}
+    assert len(relaunch.fresh) == 6
+    assert _drive(relaunch, curves) == whole
+
+
 def test_a_cell_within_k_standard_errors_of_the_last_that_goes_on_goes_on_and_says_so(
         write_grid):
     cells = load_grid(write_grid(SCRIPTED)).cells()[:3]
@@ -95,11 +185,11 @@ def test_a_cell_within_k_standard_errors_of_the_last_that_goes_on_goes_on_and_sa
     assert standard_error("val_acc", 0.70, 5000, []) == pytest.approx(0.00648, abs=1e-5)
     first, second, third = [_stats(1, v, val_images=5000) for v in (0.700, 0.695, 0.680)]
 
-    ranked = AshaPlan(cells, 3, Schedule("asha", 1, 3))  # within_se 0: rank alone
+    ranked = AshaPlan(cells, 3, AT_ONCE)  # within_se 0: rank alone
     assert ranked.decide(cells[0], first) is None
     assert ranked.decide(cells[1], second).outcome == "pruned"  # 2nd of 2: the top 1 goes on
 
-    noisy = AshaPlan(cells, 3, Schedule("asha", 1, 3, within_se=1.0))
+    noisy = AshaPlan(cells, 3, Schedule("asha", 1, 3, within_se=1.0, promote=False))
     assert noisy.decide(cells[0], first) is None
     assert noisy.decide(cells[1], second) is None  # 0.005 below 0.700: within 0.0065
     assert noisy.remarks(cells[1]) == [
@@ -116,7 +206,7 @@ def test_for_a_loss_the_noise_is_the_spread_of_the_cells_last_epochs(write_grid)
     grid = load_grid(write_grid(SCRIPTED.replace("train.max_epochs: 20",
                                                  "train.max_epochs: 20, train.monitor: val_loss")))
     cells = grid.cells()[:3]
-    plan = AshaPlan(cells, 3, Schedule("asha", 3, 3, within_se=1.0))
+    plan = AshaPlan(cells, 3, Schedule("asha", 3, 3, within_se=1.0, promote=False))
     curves = {0: [0.50, 0.50, 0.50],   # the best: goes on
               1: [0.62, 0.52, 0.58],   # best 0.52, spread 0.050: within it of 0.50
               2: [0.90, 0.91, 0.89]}   # steady and far behind: spread 0.01
@@ -137,7 +227,8 @@ def test_schedule_settings_are_validated(write_grid):
             "schedule.reduction_factor: must be an integer >= 2, got 1",
         "schedule: {name: asha, min_epoch: 2}":
             "schedule: unknown key 'min_epoch'; allowed: name, min_epochs, reduction_factor, "
-            "within_se",
+            "within_se, promote",
+        "schedule: {name: asha, promote: 1}": "schedule.promote: must be true or false, got 1",
         "schedule: {name: asha, within_se: -1}":
             "schedule.within_se: must be a number >= 0, got -1",
         "schedule: {name: asha, within_se: .nan}":
@@ -149,7 +240,7 @@ def test_schedule_settings_are_validated(write_grid):
             load_grid(path)
         assert str(error.value) == f"{path}: {message}"
     assert load_grid(write_grid("fixed: {data.dataset: digits}\nschedule: asha\n")).schedule == \
-        Schedule("asha", 1, 3)
+        Schedule("asha", 1, 8, 0.0, True)
 
 
 def test_a_search_takes_optunas_successive_halving_or_hyperband_pruner(write_grid):
@@ -250,3 +341,62 @@ def test_abort_below_ends_cells_that_cannot_win_and_the_reason_says_why_asha_kep
     assert re.search(r"the last of the top 1 \(within_se 100: \d\.\d{4}\)$", reason), reason
     assert fast.data.tags["gridrun.outcome"] == "max_epochs" and fast.data.metrics["epochs_run"] == 6
     assert fast.data.tags["gridrun.reason"] == "reached train.max_epochs=6"
+
+
+class _Pauses(SilentProgress):
+    """What a launch says of pauses: each cell paused, and each start after one."""
+
+    def __init__(self):
+        self.paused: list[str] = []
+        self.resumed: list[tuple[str, int]] = []
+
+    def cell_paused(self, cell, reason):
+        assert reason.startswith("waits at the epoch-"), reason
+        self.paused.append(cell.name)
+
+    def cell_started(self, position, cell, worker, resumed_after=0):
+        if resumed_after:
+            self.resumed.append((cell.name, resumed_after))
+
+
+@pytest.mark.slow  # two real launches of 6 digits cells on two workers
+def test_a_paused_cell_resumes_on_any_worker_with_the_numbers_it_would_have_had(
+        write_grid, tmp_path):
+    grid_file = """
+        name: {name}
+        fixed: {{data.dataset: digits, model.name: lenet, optim.name: adam,
+                 train.max_epochs: 6, train.patience: 100}}
+        schedule: {schedule}
+        track: {{log_model: none, figures: none}}
+        grid:
+          optim.lr: [0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01]
+    """
+    runs = {}
+    for name, schedule in (("waits", "{name: asha, min_epochs: 1, reduction_factor: 3}"),
+                           ("whole", "all")):
+        uri = f"sqlite:///{tmp_path / name}.db"
+        progress = _Pauses()
+        grid = load_grid(write_grid(grid_file.format(name=name, schedule=schedule),
+                                    name=f"{name}.yaml"))
+        report = launch(grid, tracking_uri=uri, workers=2, threads=1, progress=progress)
+        assert (report.ran, report.failed) == (6, 0)
+        client = MlflowClient(uri)
+        runs[name] = {r.data.params["optim.lr"]: (r, [m.value for m in sorted(
+            client.get_metric_history(r.info.run_id, "val_acc"), key=lambda m: m.step)])
+            for r in client.search_runs([report.experiment_id], "tags.`gridrun.kind` = 'cell'")}
+        if name == "waits":
+            waits, status = progress, grid_status(grid, uri)
+    assert waits.paused and waits.resumed  # cells waited, and came back (to go on or to end)
+    assert status["complete"] and status["counts"]["pruned"] >= 3
+    for lr, (run, curve) in runs["waits"].items():
+        whole_run, whole_curve = runs["whole"][lr]
+        tags, epochs = run.data.tags, int(run.data.metrics["epochs_run"])
+        assert run.info.status == "FINISHED" and tags["gridrun.outcome"] != "paused"
+        assert len(curve) == epochs  # every epoch logged once, none again after a pause
+        assert curve == whole_curve[:epochs]  # paused or not, the same numbers
+        if tags["gridrun.outcome"] == "pruned":
+            assert epochs in (1, 3), tags["gridrun.reason"]
+            assert tags["gridrun.reason"].startswith(f"pruned at epoch {epochs} (ASHA rung")
+        else:
+            assert epochs == 6 and run.data.metrics["test_acc"] == \
+                whole_run.data.metrics["test_acc"]

@@ -135,8 +135,12 @@ def format_cells(grid) -> str:
             max(c.config["train.max_epochs"] for c in cells))
         noise = (f", and those within {grid.schedule.within_se:g} standard errors of the last of "
                  "them" if grid.schedule.within_se else "")
+        how = ("; a cell waits at a rung (paused) until it ranks there, or until no other cell "
+               "can still reach it" if grid.schedule.promote else
+               "; each is decided as it arrives")
         lines.append(f"schedule asha: rungs at epochs {', '.join(map(str, rungs)) or 'none'}; "
-                     f"past each, only the top 1/{eta} of the cells that reached it go on{noise}")
+                     f"past each, only the top 1/{eta} of the cells that reached it go on{noise}"
+                     f"{how}")
     lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines)

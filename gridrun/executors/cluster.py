@@ -43,7 +43,7 @@ from ..train.checkpoint import Where
 from ..train.records import Stop
 from .base import Stoppable
 from .events import CellFailed, Event
-from .messages import handle
+from .messages import NO_MORE, handle, offer_waiting
 
 MAX_FAILED_STARTS = 3
 CONNECT_SECONDS = 5.0
@@ -177,6 +177,7 @@ class _Actor:
         self.cell: Cell | None = None
         self.pid, self.host, self.where = 0, "", ""
         self.ready = False
+        self.waiting = False  # idle: the plan had no cell for it when it last asked
 
 
 class RayExecutor(Stoppable):
@@ -245,10 +246,14 @@ class RayExecutor(Stoppable):
         failed_starts = 0
 
         def hand_out(actor: _Actor) -> Cell | None:
-            """The next cell to `actor`, or retire it; the iterator is asked every time, since
-            a failed cell may come back to it for a retry."""
-            cell = next(pending, None)
+            """The next cell to `actor`, or retire it, or let it wait when none is ready yet;
+            the iterator is asked every time, since a failed cell may come back to it for a
+            retry."""
+            cell = next(pending, NO_MORE)
+            actor.waiting = cell is None
             if cell is None:
+                return None
+            if cell is NO_MORE:
                 self._retire(actor)
                 return None
             actor.cell = cell
@@ -284,6 +289,7 @@ class RayExecutor(Stoppable):
                     calls[actor.handle.step.remote(decision)] = actor
                 yield from handle(actor, kind, body, hand_out, decide, answer,
                                   lambda answer=answer: answer(None))
+                yield from offer_waiting(self._actors, hand_out)
         finally:
             self.stop()
 
@@ -300,7 +306,7 @@ def _carried(checkpoint: Where | None) -> Where | None:
                 blob = file.read()
         except FileNotFoundError:
             pass
-    return Where(None, checkpoint.meta, blob, hand_back=True)
+    return Where(None, checkpoint.meta, blob, hand_back=True, stop=checkpoint.stop)
 
 
 def _first_line(error: BaseException) -> str:

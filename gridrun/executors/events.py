@@ -1,4 +1,5 @@
-"""What an executor yields while it runs cells: one event per cell start, epoch, end or failure.
+"""What an executor yields while it runs cells: one event per cell start, epoch, pause, end or
+failure.
 
 `cell` is the gridrun Cell the event is about; `worker` names the process (its pid) or 0 for the
 launching process itself. The launch consumes them and is the one writer to the tracking
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 from ..spec.grid import Cell
 from ..train.checkpoint import Saved
-from ..train.records import CellResult, EpochStats
+from ..train.records import CellResult, EpochStats, Paused
 
 
 @dataclass
@@ -35,6 +36,15 @@ class CellFinished:
 
 
 @dataclass
+class CellPaused:
+    """The planner paused the cell at a rung: its checkpoint (saved just before) holds it, and
+    its worker is free. The cell comes back to some worker later, to train on or to end."""
+    cell: Cell
+    paused: Paused
+    worker: int
+
+
+@dataclass
 class CellFailed:
     cell: Cell
     error: str  # "ExceptionClass: message", or what happened to the worker
@@ -51,4 +61,4 @@ class CheckpointSaved:
     worker: int
 
 
-Event = CellStarted | EpochDone | CheckpointSaved | CellFinished | CellFailed
+Event = CellStarted | EpochDone | CheckpointSaved | CellPaused | CellFinished | CellFailed

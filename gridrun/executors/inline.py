@@ -12,7 +12,7 @@ from ..spec.grid import Cell
 from ..train.checkpoint import Where
 from ..train.records import Stop
 from .base import Stoppable
-from .events import CellFailed, CellFinished, CellStarted, CheckpointSaved, EpochDone, Event
+from .events import CellFailed, CellFinished, CellPaused, CellStarted, CheckpointSaved, EpochDone, Event
 from .runner import CellRunner
 
 
@@ -43,8 +43,12 @@ class InlineExecutor(Stoppable):
         try:
             runner = CellRunner(self.images)
             for cell in cells:  # pulled one at a time: a failed cell may come back (a retry)
+                if cell is None:  # the plan waits for a cell to train, and none trains here
+                    raise RuntimeError("the plan has no cell to start, and no cell is "
+                                       "training that could change that")
+                where = checkpoint_for(cell) if checkpoint_for else None  # before the start
                 yield CellStarted(cell, 0, f"{socket.gethostname()}, process {os.getpid()}")
-                kind, body = runner.start(cell, checkpoint_for(cell) if checkpoint_for else None)
+                kind, body = runner.start(cell, where)
                 while kind in ("epoch", "saved"):
                     if kind == "saved":
                         yield CheckpointSaved(cell, body, 0)
@@ -54,6 +58,8 @@ class InlineExecutor(Stoppable):
                     kind, body = runner.step(decide(cell, body) if decide else None)
                 if kind == "finished":
                     yield CellFinished(cell, body, 0)
+                elif kind == "paused":
+                    yield CellPaused(cell, body, 0)
                 else:
                     yield CellFailed(cell, body[0], body[1], 0)
         finally:

@@ -37,7 +37,7 @@ from . import warm_up
 from .base import Stoppable
 from .entry import start_worker
 from .events import CellFailed, Event
-from .messages import handle
+from .messages import NO_MORE, handle, offer_waiting
 from .wire import recv as _recv
 from .wire import send as _send
 
@@ -57,6 +57,7 @@ class _Worker:
         self.slot = slot
         self.cell: Cell | None = None  # the cell it trains now
         self.ready = False
+        self.waiting = False  # idle: the plan had no cell for it when it last asked
 
     @property
     def pid(self) -> int:
@@ -164,10 +165,14 @@ class PoolExecutor(Stoppable):
         failed_starts = 0
 
         def hand_out(worker: _Worker) -> Cell | None:
-            """The next cell to `worker`; when none is left the worker is told to stop. The
-            iterator is asked every time: a failed cell may come back to it for a retry."""
-            cell = next(pending, None)
+            """The next cell to `worker`; when none is left the worker is told to stop, and
+            when none is ready yet it waits. The iterator is asked every time: a failed cell
+            may come back to it for a retry."""
+            cell = next(pending, NO_MORE)
+            worker.waiting = cell is None
             if cell is None:
+                return None
+            if cell is NO_MORE:
                 _send(worker.conn, None)
                 worker.process.join(JOIN_SECONDS)
                 pool.remove(worker)
@@ -203,5 +208,6 @@ class PoolExecutor(Stoppable):
                                              "training this cell", "", worker.pid)
                         # a replacement, which stops at once if no cell (or retry) is left
                         self._start_worker()
+                yield from offer_waiting(pool, hand_out)
         finally:
             self.stop()

@@ -3,11 +3,13 @@ every worker process of the pool and every Ray actor do. This is the one loop th
 through a cell's epochs for all of them.
 
     message = runner.start(cell, checkpoint)     # ("epoch", EpochStats) | ("saved", Saved)
-    while message[0] in ("epoch", "saved"):      #   | ("finished", result)
+    while message[0] in ("epoch", "saved"):      #   | ("finished", result) | ("paused", Paused)
         message = runner.step(decision)          #   | ("failed", (error, traceback))
 
 `decision` is the planner's Stop for an epoch, or None (go on; always None after "saved": a
-checkpoint was written, and the worker hands it over before it trains the next epoch).
+checkpoint was written, and the worker hands it over before it trains the next epoch). A
+`Stop` that pauses ends the cell's turn with "paused" after that epoch's checkpoint: the
+worker is free, and the cell resumes later from the checkpoint, on any worker.
 
 A runner holds its datasets (memory-mapped, shared with the other processes) and the splits of
 the last few data configurations, so consecutive cells over the same data reuse them instead of
@@ -24,7 +26,7 @@ from ..spec.grid import Cell
 from ..train.checkpoint import Saved, Where
 from ..train.loop import epochs
 from ..train.precision import select_device
-from ..train.records import CellResult, EpochStats, Stop
+from ..train.records import CellResult, EpochStats, Paused, Stop
 
 KEEP_SPLITS = 4
 Message = tuple[str, object]  # what `start` and `step` return (see the module docstring)
@@ -34,7 +36,7 @@ class CellRunner:
     def __init__(self, images: dict[tuple, ImageSet]):
         self.images = images
         self._splits: dict[tuple, Splits] = {}
-        self._steps: Generator[EpochStats | Saved, Stop | None, CellResult] | None = None
+        self._steps: Generator[EpochStats | Saved, Stop | None, CellResult | Paused] | None = None
 
     def splits(self, cfg: dict) -> Splits:
         device = select_device(cfg["train.device"])
@@ -65,7 +67,7 @@ class CellRunner:
             return ("saved" if isinstance(body, Saved) else "epoch"), body
         except StopIteration as done:
             self._steps = None
-            return "finished", done.value
+            return ("paused" if isinstance(done.value, Paused) else "finished"), done.value
         except Exception as e:  # noqa: BLE001 - a cell's error is its own: report, go on
             self._steps = None
             return "failed", (f"{e.__class__.__name__}: {e}", traceback.format_exc())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from ..data.images import ImageSet
 from ..executors import Executor
@@ -166,7 +166,9 @@ def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims,
     cells_now = None  # the grid's cells as the store has them at the end, read once
     try:
         for event in engine.run(outbox.each(writer.source),
-                                plan.decide if plan.decides else None, claims.checkpoint_for):
+                                plan.decide if plan.decides else None,
+                                lambda cell: replace(claims.checkpoint_for(cell),
+                                                     stop=plan.on_resume(cell))):
             if isinstance(event, CheckpointSaved):  # kept and uploaded, never held up by
                 claims.saved(event.cell, event.saved)  # a store that is away
             else:

@@ -84,6 +84,11 @@ class ConsoleProgress:
             line += f" elapsed {_clock(time.monotonic() - self.started)} ETA {self.eta()}"
         self._show(worker, line)
 
+    def cell_paused(self, cell: Cell, reason: str) -> None:
+        """A line of its own: the cell waits at a rung, its worker moves on."""
+        self.epochs.pop(cell.index, None)
+        self.note(f"{self._tag(cell)}: paused ({reason})")
+
     def cell_done(self, cell: Cell, outcome: str, detail: str) -> None:
         self.done += 1
         self.epochs.pop(cell.index, None)

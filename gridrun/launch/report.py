@@ -18,6 +18,7 @@ class Progress(Protocol):
     def cell_started(self, position: int, cell: Cell, worker: int,
                      resumed_after: int = 0) -> None: ...  # epochs an earlier launch trained
     def epoch_done(self, cell: Cell, stats: EpochStats, worker: int) -> None: ...
+    def cell_paused(self, cell: Cell, reason: str) -> None: ...  # waits at a rung (ASHA)
     def cell_done(self, cell: Cell, outcome: str, detail: str) -> None: ...
     def note(self, line: str) -> None: ...  # what the launch itself has to say (an outage)
 
@@ -26,6 +27,7 @@ class SilentProgress:
     def launch_started(self, grid, todo, skipped, workers): pass
     def cell_started(self, position, cell, worker, resumed_after=0): pass
     def epoch_done(self, cell, stats, worker): pass
+    def cell_paused(self, cell, reason): pass
     def cell_done(self, cell, outcome, detail): pass
     def note(self, line): pass
 

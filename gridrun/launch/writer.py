@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..data.images import ImageSet, dataset_key
-from ..executors.events import CellFailed, CellFinished, CellStarted, EpochDone, Event
+from ..executors.events import CellFailed, CellFinished, CellPaused, CellStarted, EpochDone, Event
 from ..plan.base import Plan
 from ..results.frames import best_order
 from ..spec.grid import Cell, Grid
@@ -21,7 +21,7 @@ from ..tracking.inputs import dataset_inputs
 from ..tracking.logged_model import log_model
 from ..tracking.recorder import Recorder
 from ..tracking.system_metrics import WorkerSampler
-from ..train.records import CellResult
+from ..train.records import PAUSED, CellResult, Paused
 from .outbox import unreachable
 from .report import LaunchReport, Progress
 from .signals import signal_name
@@ -65,6 +65,7 @@ class Writer:
     local_pid: Callable[[int], int | None] = lambda worker: None  # the executor's
     source: ClaimedCells | None = None
     started: int = 0
+    positions: dict[int, int] = field(default_factory=dict)  # cell index -> its start's number
     # this launch's best finished cell (`best_order` key, run_id, result or None, cell): the one
     # whose model and figures `best` logs, which only this launch has in memory
     best: tuple | None = None
@@ -77,20 +78,25 @@ class Writer:
         claim = self.claims.held[cell.index]
         if isinstance(event, CellStarted):
             worker = {T.WORKER: event.where} if event.where else {}
-            if claim.tries == 0:
+            if claim.tries == 0 and claim.pauses == 0:
                 images = self.images[dataset_key(cell.config)]
                 self.recorder.set_tags(claim.run_id, {T.DATA_SOURCE: images.source,
                                                       **self.plan.tags(cell), **worker})
                 self.recorder.cells.log_inputs(claim.run_id, dataset_inputs(cell.config, images))
                 self.started += 1
+                self.positions[cell.index] = self.started
                 if claim.resumed:
                     self.report.resumed += 1
+            elif claim.pauses:  # out of a pause: promoted at its rung, or to end there
+                self.recorder.set_tags(claim.run_id, {T.OUTCOME: "running", T.REASON: "",
+                                                      **worker})
             elif worker:  # a retry, maybe on another machine
                 self.recorder.set_tags(claim.run_id, worker)
             pid = self.local_pid(event.worker)
             if self.sampler is not None and pid:  # (again on a retry's new worker)
                 self.sampler.watch(claim.run_id, pid)
-            self.progress.cell_started(self.started, cell, event.worker, claim.from_epoch)
+            self.progress.cell_started(self.positions[cell.index], cell, event.worker,
+                                       claim.from_epoch)
         elif isinstance(event, EpochDone):
             if event.stats.epoch not in claim.logged:  # a resumed cell logs no step twice
                 self.recorder.cells.log_epoch(claim.run_id, event.stats, _scheduled(cell))
@@ -98,6 +104,8 @@ class Writer:
             if self.sampler is not None:
                 self.sampler.epoch_done(claim.run_id)
             self.progress.epoch_done(cell, event.stats, event.worker)
+        elif isinstance(event, CellPaused):
+            self.paused(claim, event.paused)
         elif isinstance(event, CellFinished):
             self.finished(claim, event.result)
         elif isinstance(event, CellFailed):
@@ -109,6 +117,15 @@ class Writer:
         self.plan.passed_over(cell)
         self.plan.done(cell, None)
         self.progress.cell_done(cell, "elsewhere", "claimed by another launch")
+
+    def paused(self, claim: Claim, paused: Paused) -> None:
+        """The plan paused the cell at a rung: its run stays RUNNING and claimed (heartbeats
+        go on), tagged with why it waits, until the plan hands it out again."""
+        self.stop_sampling(claim.run_id)
+        self.recorder.set_tags(claim.run_id, {T.OUTCOME: PAUSED, T.REASON: paused.reason})
+        claim.pauses += 1
+        self.plan.paused(claim.cell, paused)
+        self.progress.cell_paused(claim.cell, paused.reason)
 
     def finished(self, claim: Claim, result: CellResult) -> None:
         cell, run_id = claim.cell, claim.run_id

@@ -36,19 +36,27 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..spec.config import monitor_mode
 from ..spec.sections import Schedule
 from ..tracking import tags as T
-from ..train.records import EpochStats, Stop
+from ..train.records import PAUSED, EpochStats, Paused, Stop
 from .base import CellList
 
 
 def keep_count(reached: int, reduction_factor: int) -> int:
     """How many of the cells that reached a rung go on: the top 1/eta, rounded up."""
     return max(1, math.ceil(reached / reduction_factor))
+
+
+def promotion_quota(reached: int, reduction_factor: int, closed: bool) -> int:
+    """How many of the cells that reached a rung go on when cells wait there to be promoted:
+    while more may still arrive, the top 1/eta rounded down (Li et al.: the first cell at a
+    rung waits for rivals); once none can, the top 1/eta rounded up, as `keep_count`."""
+    return keep_count(reached, reduction_factor) if closed else reached // reduction_factor
 
 
 def standard_error(monitor: str, value: float, val_images: int, recent: list[float]) -> float:
@@ -66,12 +74,12 @@ def standard_error(monitor: str, value: float, val_images: int, recent: list[flo
 
 @dataclass(frozen=True)
 class Verdict:
-    """A cell's judgement at a rung."""
+    """A cell's standing at a rung."""
     goes_on: bool
     rank: int  # 1 = the best at this rung so far
     reached: int  # cells that reached the rung, this one included
     keep: int  # how many of them go on by rank (the top 1/eta)
-    cutoff: float  # the value of the last cell that goes on by rank
+    cutoff: float  # the value of the last cell that goes on by rank (nan: none goes on yet)
     band: float  # within_se x the cutoff's standard error: how far below it still goes on
     by_noise: bool  # goes on only because it is within `band` of the cutoff
 
@@ -86,17 +94,29 @@ class Rungs:
     def record(self, monitor: str, rung: int, cell_id: str, value: float) -> None:
         self.records.setdefault((monitor, rung), {})[cell_id] = value
 
+    def reached(self, monitor: str, rung: int) -> int:
+        return len(self.records.get((monitor, rung), {}))
+
     def judge(self, monitor: str, mode: str, rung: int, cell_id: str, value: float,
               error_of: Callable[[float], float] = lambda cutoff: 0.0) -> Verdict:
-        """Record `value` for `cell_id` at `rung` and judge it. The top 1/eta go on (ties go
-        on: a cell is never cut for equalling one that went on); with `schedule.within_se` k,
+        """Record `value` for `cell_id` at `rung` and judge it among the top 1/eta, rounded
+        up (`keep_count`)."""
+        self.record(monitor, rung, cell_id, value)
+        keep = keep_count(self.reached(monitor, rung), self.schedule.reduction_factor)
+        return self.standing(monitor, mode, rung, cell_id, keep, error_of)
+
+    def standing(self, monitor: str, mode: str, rung: int, cell_id: str, keep: int,
+                 error_of: Callable[[float], float] = lambda cutoff: 0.0) -> Verdict:
+        """Whether the recorded `cell_id` goes on when the top `keep` at `rung` do. Ties go
+        on: a cell is never cut for equalling one that went on. With `schedule.within_se` k,
         so does a cell within k standard errors (`error_of(cutoff)`) of the last one that goes
         on by rank, since the two differ by no more than noise."""
-        self.record(monitor, rung, cell_id, value)
         values = self.records[(monitor, rung)]
+        value = values[cell_id]
         better = sum((v > value) if mode == "max" else (v < value)
                      for other, v in values.items() if other != cell_id)
-        keep = keep_count(len(values), self.schedule.reduction_factor)
+        if keep < 1:
+            return Verdict(False, better + 1, len(values), 0, math.nan, 0.0, False)
         cutoff = sorted(values.values(), reverse=mode == "max")[keep - 1]
         band = self.schedule.within_se * error_of(cutoff) if self.schedule.within_se else 0.0
         by_rank = better < keep
@@ -108,13 +128,20 @@ class Rungs:
         """Record an earlier launch's cell from its per-epoch history (epoch 1 first)."""
         for rung in self.schedule.rungs(max_epochs):
             if rung <= len(values):
-                seen = values[:rung]
-                self.record(monitor, rung, cell_id, max(seen) if mode == "max" else min(seen))
+                self.record(monitor, rung, cell_id, best_of(values[:rung], mode))
+
+
+def best_of(values: list[float], mode: str) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan
+    return max(finite) if mode == "max" else min(finite)
 
 
 class AshaPlan(CellList):
     """The cells of a grid (longest first), each stopped at a rung unless it ranks among the
-    best there."""
+    best there; with `schedule.promote`, a cell that does not rank yet waits at the rung
+    (paused) until it does, or until no cell can still reach the rung."""
     decides = True
 
     def __init__(self, todo: list, planned: int, schedule: Schedule,
@@ -123,11 +150,24 @@ class AshaPlan(CellList):
         self.schedule = schedule
         self.rungs = Rungs(schedule)
         self.seen: dict[str, list[float]] = {}  # cell id -> its monitored value, epoch by epoch
+        self.val_images: dict[str, int] = {}  # cell id -> its validation images (0: unknown)
         self.kept_by_noise: dict[str, list[str]] = {}  # cell id -> what its reason adds
         for cell_id, (cfg, values) in (histories or {}).items():
             monitor, mode = self._monitor(cfg)
             self.rungs.replay(monitor, mode, cell_id, values, cfg["train.max_epochs"])
             self.seen[cell_id] = list(values)
+        # where each cell of this launch is: not started, training, waiting at a rung, or
+        # handed out only to end at its checkpoint (the Stop it ends with)
+        self.fresh: deque = deque()
+        self.running: dict[str, object] = {}
+        self.waiting: dict[str, tuple[object, int]] = {}  # cell id -> (cell, its rung)
+        self.ending: dict[str, Stop] = {}
+        for cell in todo:
+            trained = len(self.seen.get(cell.id, []))
+            if schedule.promote and trained in schedule.rungs(cell.config["train.max_epochs"]):
+                self.waiting[cell.id] = (cell, trained)  # an earlier launch left it at a rung
+            else:
+                self.fresh.append(cell)
 
     @staticmethod
     def _monitor(cfg: dict) -> tuple[str, str]:
@@ -139,31 +179,172 @@ class AshaPlan(CellList):
     def remarks(self, cell) -> list[str]:
         return self.kept_by_noise.get(cell.id, [])
 
+    # --- what runs next
+
+    def cells(self) -> Iterator:
+        """The cells to start or resume, each when a worker asks: the best waiting cell that
+        now ranks at its rung (the deepest rung first, as Li et al.), else a new cell, else a
+        waiting cell that never can, to end at its checkpoint; None while cells that train
+        may still change the ranks."""
+        while True:
+            if not self.schedule.promote:
+                if not self.fresh:
+                    return
+                yield self._start(self.fresh.popleft())
+                continue
+            closed = self._closed_rungs()
+            promoted = self._promotion(closed)
+            if promoted is not None:
+                yield self._start(promoted)
+            elif self.fresh:
+                yield self._start(self.fresh.popleft())
+            elif (ended := self._ending(closed)) is not None:
+                yield self._start(ended)
+            elif self.running:
+                yield None
+            else:
+                return
+
+    def _start(self, cell):
+        self.waiting.pop(cell.id, None)
+        self.running[cell.id] = cell
+        return cell
+
+    def on_resume(self, cell) -> Stop | None:
+        return self.ending.get(cell.id)
+
+    def _epochs(self, cell) -> int:
+        return len(self.seen.get(cell.id, []))
+
+    def _closed_rungs(self) -> set[int]:
+        """The rungs no cell of this launch can still reach: none is new, none trains below
+        them, and every cell waiting below them waits for good (its rung is closed too and it
+        does not rank there)."""
+        if self.fresh:
+            return set()
+        training = [self._epochs(c) for i, c in self.running.items() if i not in self.ending]
+        lowest = min(training, default=math.inf)
+        waiting_at = {r for _, r in self.waiting.values()}
+        closed: set[int] = set()
+        for rung in sorted(waiting_at | self._all_rungs()):
+            if rung > lowest or any(r < rung and (r not in closed or self._goes_on(r, closed))
+                                    for r in waiting_at):
+                break
+            closed.add(rung)
+        return closed
+
+    def _all_rungs(self) -> set[int]:
+        return {r for c in [*self.running.values(), *(c for c, _ in self.waiting.values())]
+                for r in self.schedule.rungs(c.config["train.max_epochs"])}
+
+    def _verdict(self, cell, rung: int, closed: set[int]) -> Verdict:
+        monitor, mode = self._monitor(cell.config)
+        keep = promotion_quota(self.rungs.reached(monitor, rung), self.schedule.reduction_factor,
+                               rung in closed)
+        recent = [v for v in self.seen.get(cell.id, [])[:rung] if math.isfinite(v)]
+        images = self.val_images.get(cell.id, 0)
+        return self.rungs.standing(monitor, mode, rung, cell.id, keep,
+                                   lambda cutoff: standard_error(monitor, cutoff, images, recent))
+
+    def _best_waiting(self, rung: int) -> list:
+        """The best cell waiting at `rung` for each monitor there (the only ones that can
+        rank: a worse one goes on only after them)."""
+        best: dict[str, object] = {}
+        for cell, r in self.waiting.values():
+            if r == rung:
+                monitor, mode = self._monitor(cell.config)
+                values = self.rungs.records[(monitor, rung)]
+                held = best.get(monitor)
+                if held is None or (values[cell.id] > values[held.id] if mode == "max"
+                                    else values[cell.id] < values[held.id]):
+                    best[monitor] = cell
+        return list(best.values())
+
+    def _goes_on(self, rung: int, closed: set[int]) -> bool:
+        return any(self._verdict(c, rung, closed).goes_on for c in self._best_waiting(rung))
+
+    def _promotion(self, closed: set[int]):
+        """The best waiting cell that ranks at its rung now, from the deepest rung down."""
+        for rung in sorted({r for _, r in self.waiting.values()}, reverse=True):
+            for cell in self._best_waiting(rung):
+                verdict = self._verdict(cell, rung, closed)
+                if verdict.goes_on:
+                    if verdict.by_noise:
+                        self._kept_on_noise(cell, rung, verdict)
+                    return cell
+        return None
+
+    def _ending(self, closed: set[int]):
+        """A waiting cell at a closed rung, where it does not rank (else `_promotion` would
+        have taken it): it ends at its rung."""
+        for cell, rung in self.waiting.values():
+            if rung in closed:
+                verdict = self._verdict(cell, rung, closed)
+                self.ending[cell.id] = self._pruned(cell, rung, verdict, epoch=rung)
+                return cell
+        return None
+
+    # --- each epoch
+
     def decide(self, cell, stats: EpochStats) -> Stop | None:
         monitor, mode = self._monitor(cell.config)
         seen = self.seen.setdefault(cell.id, [])
         del seen[stats.epoch - 1:]  # a retried epoch replaces the one its try reported
         seen.append(getattr(stats, monitor))
-        finite = [v for v in seen if math.isfinite(v)]
+        self.val_images[cell.id] = stats.val_images
         epoch, max_epochs = stats.epoch, cell.config["train.max_epochs"]
-        if epoch not in self.schedule.rungs(max_epochs) or not finite:
+        best = best_of(seen, mode)
+        if epoch not in self.schedule.rungs(max_epochs) or not math.isfinite(best):
             return None
-        best = max(finite) if mode == "max" else min(finite)
-        verdict = self.rungs.judge(
-            monitor, mode, epoch, cell.id, best,
-            lambda cutoff: standard_error(monitor, cutoff, stats.val_images, finite))
-        eta, k = self.schedule.reduction_factor, self.schedule.within_se
-        if verdict.by_noise:
-            self.kept_by_noise.setdefault(cell.id, []).append(
-                f"kept at the epoch-{epoch} rung on noise: {monitor} {best:.4f} ranked "
-                f"{verdict.rank} of {verdict.reached}, {abs(best - verdict.cutoff):.4f} from "
-                f"{verdict.cutoff:.4f}, the last of the top {verdict.keep} (within_se {k:g}: "
-                f"{verdict.band:.4f})")
-        if verdict.goes_on:
+        if not self.schedule.promote:
+            finite = [v for v in seen if math.isfinite(v)]
+            verdict = self.rungs.judge(
+                monitor, mode, epoch, cell.id, best,
+                lambda cutoff: standard_error(monitor, cutoff, stats.val_images, finite))
+            if verdict.by_noise:
+                self._kept_on_noise(cell, epoch, verdict)
+            return None if verdict.goes_on else self._pruned(cell, epoch, verdict)
+        self.rungs.record(monitor, epoch, cell.id, best)
+        verdict = self._verdict(cell, epoch, self._closed_rungs())
+        if verdict.goes_on:  # it ranks now: it trains on without a pause
+            if verdict.by_noise:
+                self._kept_on_noise(cell, epoch, verdict)
             return None
+        ahead = (f"the top {verdict.keep} go on so far" if verdict.keep else
+                 f"none goes on until {self.schedule.reduction_factor} have reached it")
+        return Stop(PAUSED, f"waits at the epoch-{epoch} rung: {monitor} {best:.4f} ranks "
+                            f"{verdict.rank} of the {verdict.reached} cells there so far; "
+                            f"{ahead}")
+
+    def paused(self, cell, paused: Paused) -> None:
+        self.running.pop(cell.id, None)
+        self.waiting[cell.id] = (cell, paused.epoch)
+
+    def passed_over(self, cell) -> None:
+        self.done(cell, None)
+
+    def done(self, cell, result) -> None:
+        for where in (self.running, self.waiting, self.ending):
+            where.pop(cell.id, None)
+
+    # --- what the reasons say
+
+    def _kept_on_noise(self, cell, rung: int, verdict: Verdict) -> None:
+        monitor, mode = self._monitor(cell.config)
+        value = self.rungs.records[(monitor, rung)][cell.id]
+        self.kept_by_noise.setdefault(cell.id, []).append(
+            f"kept at the epoch-{rung} rung on noise: {monitor} {value:.4f} ranked "
+            f"{verdict.rank} of {verdict.reached}, {abs(value - verdict.cutoff):.4f} from "
+            f"{verdict.cutoff:.4f}, the last of the top {verdict.keep} (within_se "
+            f"{self.schedule.within_se:g}: {verdict.band:.4f})")
+
+    def _pruned(self, cell, rung: int, verdict: Verdict, epoch: int = 0) -> Stop:
+        monitor, _ = self._monitor(cell.config)
+        value = self.rungs.records[(monitor, rung)][cell.id]
+        k = self.schedule.within_se
         noise = (f", and those within {verdict.band:.4f} of {verdict.cutoff:.4f} (within_se "
-                 f"{k:g})" if k > 0 else "")
-        return Stop("pruned", f"pruned at epoch {epoch} (ASHA rung, reduction factor {eta}): "
-                              f"{monitor} {best:.4f} ranks {verdict.rank} of the "
-                              f"{verdict.reached} cells that reached this rung; the top "
-                              f"{verdict.keep} go on{noise}")
+                 f"{k:g})" if k > 0 and verdict.keep else "")
+        return Stop("pruned", f"pruned at epoch {rung} (ASHA rung, reduction factor "
+                              f"{self.schedule.reduction_factor}): {monitor} {value:.4f} ranks "
+                              f"{verdict.rank} of the {verdict.reached} cells that reached this "
+                              f"rung; the top {verdict.keep} go on{noise}", epoch)

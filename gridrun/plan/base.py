@@ -4,7 +4,12 @@ where it runs, and knows plans only as a `decide` callable.
 
     for cell in plan.cells():                   # what to run next, pulled when a worker is free
         ... each epoch: plan.decide(cell, stats) -> None (CONTINUE) | Stop(outcome, reason)
+        plan.paused(cell, paused)               # it stopped at a Stop that pauses (PAUSE)
         plan.done(cell, result)                 # the result (None: the cell failed or was lost)
+
+A paused cell comes out of `cells()` again later, and `on_resume(cell)` says whether it trains
+on (None) or ends at its checkpoint (a `Stop`). `cells()` may yield None: nothing to start
+now, ask again after the next event (ASHA waits for a rung to fill).
 
 The three planners: `cartesian.GridPlan` (every cell to its end), `asha.AshaPlan` (successive
 halving over a grid's cells), `search.OptunaPlan` (an Optuna study's trials).
@@ -14,7 +19,7 @@ from __future__ import annotations
 from typing import Iterator, Protocol
 
 from ..spec.grid import Cell
-from ..train.records import CellResult, EpochStats, Stop
+from ..train.records import CellResult, EpochStats, Paused, Stop
 
 
 class Plan(Protocol):
@@ -25,10 +30,12 @@ class Plan(Protocol):
     @property
     def to_run(self) -> int: ...  # of them, how many this launch sets out to run
 
-    def cells(self) -> Iterator[Cell]: ...
+    def cells(self) -> Iterator[Cell | None]: ...
     def tags(self, cell: Cell) -> dict[str, str]: ...  # what the plan adds to a cell's run
     def remarks(self, cell: Cell) -> list[str]: ...  # what it adds to a cell's reason, at its end
     def decide(self, cell: Cell, stats: EpochStats) -> Stop | None: ...
+    def paused(self, cell: Cell, paused: Paused) -> None: ...
+    def on_resume(self, cell: Cell) -> Stop | None: ...
     def passed_over(self, cell: Cell) -> None: ...  # another launch holds or finished it
     def done(self, cell: Cell, result: CellResult | None) -> None: ...
 
@@ -54,6 +61,12 @@ class CellList:
         return []
 
     def decide(self, cell: Cell, stats: EpochStats) -> Stop | None:
+        return None
+
+    def paused(self, cell: Cell, paused: Paused) -> None:
+        pass
+
+    def on_resume(self, cell: Cell) -> Stop | None:
         return None
 
     def passed_over(self, cell: Cell) -> None:

@@ -4,6 +4,7 @@ States, in the grid's order:
   finished  a FINISHED run (its outcome and test accuracy)
   pruned    a FINISHED run that a schedule stopped at a rung (`schedule: asha`): done, not best
   running   a RUNNING run whose launch is alive (heartbeat age, host, epochs logged)
+  paused    a RUNNING run its live launch holds at an ASHA rung, waiting to rank there
   stale     a RUNNING run whose launch died: the next launch resumes it from its checkpoint
   killed    the latest run was interrupted (Ctrl-C): the next launch resumes it
   failed    the latest run FAILED (its error): the next launch trains it again
@@ -24,7 +25,7 @@ from ..tracking import tags as T
 from ..tracking.liveness import is_stale, last_sign_of_life
 from ..tracking.store import Store
 
-STATES = ("finished", "pruned", "running", "stale", "killed", "failed", "pending")
+STATES = ("finished", "pruned", "running", "paused", "stale", "killed", "failed", "pending")
 DONE = ("finished", "pruned")
 
 
@@ -107,6 +108,8 @@ def _cell_status(store: Store, index: int, name: str, cell_id: str, runs: list,
         where = tags.get(T.WORKER) or row.host or "?"
         row.detail = (f"on {where}, last heartbeat {row.heartbeat_age_s:.0f}s ago"
                       + ("; the next launch resumes it" if row.state == "stale" else ""))
+        if row.state == "running" and tags.get(T.OUTCOME) == "paused":
+            row.state, row.detail = "paused", tags.get(T.REASON, "")
     elif run.info.status == "KILLED":
         row.state = "killed"
         row.detail = tags.get(T.REASON, "interrupted")

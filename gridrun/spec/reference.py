@@ -44,7 +44,7 @@ def section_keys() -> list[KeyRow]:
                        "one of " + ", ".join(sections.SCHEDULES),
                        "", "no", sections.SECTION_DOCS["schedule.name"]))
     for key, default in sections.SCHEDULE_DEFAULTS.items():
-        rows.append(KeyRow(f"schedule.{key}", str(default),
+        rows.append(KeyRow(f"schedule.{key}", yaml_value(default),
                            sections.schedule_allowed(key), "", "no",
                            sections.SECTION_DOCS[f"schedule.{key}"]))
     return rows

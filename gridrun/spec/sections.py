@@ -3,7 +3,7 @@
 changes a cell's id), and `seeds:`.
 
     search: {n_trials: 20, sampler: tpe, space: {optim.lr: {low: 1e-4, high: 1e-2, log: true}}}
-    schedule: {name: asha, min_epochs: 1, reduction_factor: 3}
+    schedule: {name: asha, min_epochs: 1, reduction_factor: 3, within_se: 0, promote: true}
     execution: {executor: local, workers: 2, threads: 1, retries: 0, resources: {cpus: 1, gpus: 0}}
     track: {log_model: best, figures: best, keep_checkpoints: false, system_metrics: 10}
 
@@ -60,11 +60,15 @@ SECTION_DOCS = {
     "schedule.within_se": "a cell within this many standard errors of the last cell that goes "
                           "on at a rung goes on too: val_acc's binomial error on the validation "
                           "images, else the spread of the cell's last 3 epochs (0: rank alone)",
+    "schedule.promote": "true: a cell that does not rank at a rung yet waits there (paused, its "
+                        "checkpoint kept) and goes on once it ranks among the cells that "
+                        "reached the rung since, as in Li et al.'s ASHA; false: it stops at "
+                        "once, as in Ray Tune's ASHAScheduler",
 }
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 SCHEDULES = ("all", "asha", "hyperband")  # hyperband: searches only
-SCHEDULE_DEFAULTS = {"min_epochs": 1, "reduction_factor": 3, "within_se": 0.0}
+SCHEDULE_DEFAULTS = {"min_epochs": 1, "reduction_factor": 8, "within_se": 0.0, "promote": True}
 SCHEDULE_LEAST = {"min_epochs": 1, "reduction_factor": 2, "within_se": 0}  # the least each takes
 
 
@@ -76,6 +80,7 @@ class Schedule:
     min_epochs: int = SCHEDULE_DEFAULTS["min_epochs"]
     reduction_factor: int = SCHEDULE_DEFAULTS["reduction_factor"]
     within_se: float = SCHEDULE_DEFAULTS["within_se"]  # the noise rule's k (0: off)
+    promote: bool = SCHEDULE_DEFAULTS["promote"]  # pause at a rung and wait to rank (Li et al.)
 
     def rungs(self, max_epochs: int) -> list[int]:
         """The rung epochs below `max_epochs`: r, r*eta, r*eta^2, ..."""
@@ -211,13 +216,16 @@ def launch_settings(raw: Any, defaults: dict[str, Any], where: str) -> dict[str,
 
 def schedule_allowed(key: str) -> str:
     """What `schedule.<key>` may take, as errors and the key reference say it."""
+    if isinstance(SCHEDULE_DEFAULTS[key], bool):
+        return "true or false"
     kind = "a number" if isinstance(SCHEDULE_DEFAULTS[key], float) else "an integer"
     return f"{kind} >= {SCHEDULE_LEAST[key]}"
 
 
 def parse_schedule(raw: Any, search: bool, where: str) -> Schedule:
     """`schedule:` a name (`all`, `asha`; `hyperband` for searches) or a mapping with `name`,
-    `min_epochs` (>= 1), `reduction_factor` (>= 2) and `within_se` (a number >= 0)."""
+    `min_epochs` (>= 1), `reduction_factor` (>= 2), `within_se` (a number >= 0) and `promote`
+    (true or false)."""
     if raw is None:
         return Schedule()
     if not isinstance(raw, dict):
@@ -237,7 +245,11 @@ def parse_schedule(raw: Any, search: bool, where: str) -> Schedule:
                 or not math.isfinite(value) or value < least:
             raise GridError(f"must be {schedule_allowed(key)}, got {value!r}", f"{where}.{key}")
         settings[key] = kind(value)
-    return Schedule(name, **settings)
+    promote = raw.get("promote", SCHEDULE_DEFAULTS["promote"])
+    if not isinstance(promote, bool):
+        raise GridError(f"must be {schedule_allowed('promote')}, got {promote!r}",
+                        f"{where}.promote")
+    return Schedule(name, **settings, promote=promote)
 
 
 def ray_resources(raw: Any, defaults: dict[str, float], where: str) -> dict[str, float]:

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from ..spec.grid import Cell, Grid
     from ..train.checkpoint import Saved, Where
 
+NO_MORE = object()
 HEARTBEAT_SECONDS = float(os.environ.get("GRIDRUN_HEARTBEAT_SECONDS", "10"))
 CREATE_ATTEMPTS = 5
 
@@ -115,6 +116,7 @@ class Claim:
     tries: int = 0  # tries that failed so far (--retries)
     from_epoch: int = 0  # the epoch of the checkpoint its latest try started from
     saved_epoch: int = 0  # the epoch of its newest checkpoint (a retry starts there)
+    pauses: int = 0  # times the plan paused it at a rung in this launch (ASHA's promotion)
 
 
 class Claims:
@@ -320,7 +322,9 @@ class Claims:
 class ClaimedCells:
     """The cells this launch trains, in its plan's order, each claimed when an executor pulls
     it (when a worker is free). Cells someone else holds or finished are passed over. A failed
-    cell queued with `retry` comes out again before the next new one."""
+    cell queued with `retry` comes out again before the next new one. A cell this launch
+    already holds (a paused cell the plan promotes or ends) comes out as it is, and a None
+    from the plan (nothing to start yet) is passed on."""
 
     def __init__(self, cells: Iterator[Cell], claims: Claims, passed_over=None):
         self.source, self.claims, self.passed_over = cells, claims, passed_over
@@ -330,13 +334,15 @@ class ClaimedCells:
     def __iter__(self) -> ClaimedCells:
         return self
 
-    def __next__(self) -> Cell:
+    def __next__(self) -> Cell | None:
         if self.retries:
             return self.retries.popleft()
         while True:
-            cell = self.unclaimed.popleft() if self.unclaimed else next(self.source, None)
-            if cell is None:
+            cell = self.unclaimed.popleft() if self.unclaimed else next(self.source, NO_MORE)
+            if cell is NO_MORE:
                 break
+            if cell is None or cell.index in self.claims.held:
+                return cell
             try:
                 claimed = self.claims.claim(cell)
             except Exception:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from .records import EpochStats
+from .records import EpochStats, Stop
 from .state import TrainState
 
 FORMAT = 1
@@ -52,11 +52,14 @@ class Where:
     machine (read when there is no `blob`, rewritten after every epoch), and/or `blob`, a
     checkpoint handed over by the launch; `hand_back`: each epoch's checkpoint goes back to the
     launch as bytes (`Saved.blob`). `meta` is stored in every checkpoint (the run it belongs
-    to)."""
+    to). `stop`: the planner's answer to the checkpoint's epoch (`stop.epoch`), given before
+    the cell resumes: a cell paused at a rung and never promoted ends there, scored on the
+    test set without training another epoch."""
     path: str | None = None
     meta: dict = field(default_factory=dict)
     blob: bytes | None = None
     hand_back: bool = False
+    stop: Stop | None = None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from ..spec.config import monitor_mode
 from . import checkpoint as saved
 from .precision import autocast, memory_format, seed_everything, select_device
 from .recipe import EarlyStopping, build_cell_model, build_optimizer, build_scheduler, input_stats
-from .records import CellResult, EpochStats, Stop
+from .records import CellResult, EpochStats, Paused, Stop
 from .state import TrainState, cpu_state
 
 # Evaluation batches: on the CPU small enough that activations stay small (base4's first conv
@@ -213,7 +213,7 @@ def finish(state: TrainState) -> CellResult:
 
 def epochs(cfg: dict, images: ImageSet, splits: Splits | None = None,
            checkpoint: saved.Where | None = None
-           ) -> Generator[EpochStats | saved.Saved, Stop | None, CellResult]:
+           ) -> Generator[EpochStats | saved.Saved, Stop | None, CellResult | Paused]:
     """One cell as a generator: it yields each epoch's statistics, takes back the planner's
     answer for that epoch (a `Stop`, or None to go on), and returns the cell's result. The
     executors drive cells through this; `train_cell` drives it with a callback.
@@ -222,21 +222,34 @@ def epochs(cfg: dict, images: ImageSet, splits: Splits | None = None,
     there is one; after every epoch's decision it saves a new one (to the file, and as bytes
     when they are handed back) and yields a `Saved` before it trains on (send None): the
     worker hands the checkpoint over at once and goes on. A resumed cell yields only the
-    epochs it trains now; its result's history has them all."""
+    epochs it trains now; its result's history has them all.
+
+    A `Stop` that pauses (`Stop.pauses`: ASHA holds the cell at a rung) ends the generator
+    after that epoch's checkpoint with `Paused` instead of a result, unless the cell ended
+    at that epoch anyway (patience, its last epoch). It resumes later from the checkpoint;
+    `checkpoint.stop` ends it there instead, scored on the test set without training."""
     state = setup(cfg, images, splits)
     if checkpoint is not None:
         source = checkpoint.blob if checkpoint.blob is not None else checkpoint.path
         previous = saved.read_or_none(source) if source else None
         if previous is not None:
             saved.load_state_dict(state, previous)
+            answer = checkpoint.stop
+            if answer is not None and not state.done and answer.epoch == state.epoch:
+                state.outcome, state.reason, state.done = answer.outcome, answer.reason, True
     while not state.done:
         stats = run_epoch(state)
         if stats is None:
             break
         stop = yield stats
-        decide(state, stats, stop)
+        pause = stop if stop is not None and stop.pauses else None
+        decide(state, stats, None if pause else stop)
+        if pause is not None and checkpoint is None:
+            raise ValueError("a cell can only pause with a checkpoint to resume it from")
         if checkpoint is not None:
             yield _save(state, checkpoint)
+        if pause is not None and not state.done:  # the checkpoint holds it at this epoch
+            return Paused(state.epoch, pause.reason)
     return finish(state)
 
 

@@ -58,6 +58,25 @@ class CellResult:
 @dataclass(frozen=True)
 class Stop:
     """A planner's answer to an epoch: end the cell now with this outcome (Ray Tune's STOP).
-    `None` means go on (CONTINUE)."""
+    `None` means go on (CONTINUE). With outcome `PAUSED` the cell does not end: it stops
+    training, its checkpoint keeps it, and its worker takes another cell (Ray Tune's PAUSE;
+    ASHA's promotion waits this way). `epoch`: the epoch the answer is for, when it is given
+    before the cell resumes from that epoch's checkpoint (0: the epoch just reported)."""
     outcome: str
+    reason: str
+    epoch: int = 0
+
+    @property
+    def pauses(self) -> bool:
+        return self.outcome == PAUSED
+
+
+PAUSED = "paused"
+
+
+@dataclass(frozen=True)
+class Paused:
+    """What a cell's training returns instead of a `CellResult` when a planner paused it: the
+    epoch its checkpoint holds, and the planner's reason."""
+    epoch: int
     reason: str

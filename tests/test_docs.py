@@ -68,7 +68,8 @@ def test_gridrun_keys_prints_the_reference_pages_tables():
     assert CliRunner().invoke(cli, ["keys", "--format", "markdown"]).output == keys_markdown()
     text = CliRunner().invoke(cli, ["keys"]).output
     assert text == keys_text()
-    assert re.search(r"^schedule\.reduction_factor +default 3 +an integer >= 2$", text, re.M)
+    assert re.search(r"^schedule\.reduction_factor +default 8 +an integer >= 2$", text, re.M)
+    assert re.search(r"^schedule\.promote +default true +true or false$", text, re.M)
     assert re.search(r"^optim\.momentum +default 0\.9 .*\[only for optim\.name: sgd\]$", text,
                      re.M)
 

@@ -314,3 +314,34 @@ def test_an_unwritable_state_dir_is_one_error_line_before_anything_is_recorded(g
     assert done.stderr.startswith("error: --state-dir: cannot write checkpoints to ")
     assert len(done.stderr.splitlines()) == 1
     assert MlflowClient(uri).get_experiment_by_name("durable") is None
+
+
+def test_a_launch_killed_while_cells_wait_at_a_rung_is_finished_by_the_same_command(tmp_path):
+    """ASHA pauses cells at a rung (their runs RUNNING, their checkpoints kept). Killed then,
+    the relaunch finds them waiting there again, promotes or ends them, and the grid ends as
+    an uninterrupted launch ends it: one FINISHED run per cell, the same numbers."""
+    path = tmp_path / "waits.yaml"
+    path.write_text(GRID.replace("train.max_epochs: 15", "train.max_epochs: 9").replace(
+        "[0.001, 0.002, 0.003]", "[0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01]")
+        + "schedule: {name: asha, min_epochs: 1, reduction_factor: 3}\n")
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    uri = f"sqlite:///{whole / 'mlflow.db'}"
+    done = _run(_launch(path, uri, "--workers", "1"), whole)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ": paused (waits at the epoch-1 rung" in done.stderr + done.stdout
+    reference = _finished_numbers(uri)
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = _launch(path, uri, "--workers", "1")
+    seen = _kill_when(cmd, tmp_path, r"\[2/6\] \S+: paused")
+    paused = [name for name, runs in _cell_runs(uri).items()
+              if runs[0].data.tags.get("gridrun.outcome") == "paused"]
+    assert len(paused) == 2, seen
+    again = _run(cmd, tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _finished_numbers(uri) == reference
+    for name in paused:  # resumed into its own run, every epoch logged once
+        [run] = _cell_runs(uri)[name]
+        steps = [step for step, _ in _history(uri, run.info.run_id)]
+        assert steps == list(range(1, int(run.data.metrics["epochs_run"]) + 1))

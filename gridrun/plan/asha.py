@@ -166,6 +166,8 @@ class AshaPlan(CellList):
             trained = len(self.seen.get(cell.id, []))
             if schedule.promote and trained in schedule.rungs(cell.config["train.max_epochs"]):
                 self.waiting[cell.id] = (cell, trained)  # an earlier launch left it at a rung
+            elif trained:  # it was training when that launch ended: it trains on first
+                self.fresh.appendleft(cell)
             else:
                 self.fresh.append(cell)
 

@@ -2,10 +2,12 @@
 
 An executor takes an iterable of cells, pulled lazily (a planner may decide the next cell only
 when a worker is free; a failed cell may come back for a retry after the iterator once ran
-dry, so executors ask it again whenever a worker is free), an optional per-epoch
+dry, so executors ask it again whenever a worker is free; a None means nothing to start yet,
+and the worker waits to be offered a cell after the next event), an optional per-epoch
 `decide(cell, stats) -> Stop | None`, and an optional `checkpoint_for(cell) -> Where` (where
 the cell resumes from and saves to after every epoch: `gridrun.train.checkpoint.Where`), and
-yields events (`events.py`): CellStarted, EpochDone, CheckpointSaved, CellFinished,
+yields events (`events.py`): CellStarted, EpochDone, CheckpointSaved, CellPaused (a planner's
+`Stop` that pauses: the checkpoint holds the cell, the worker is free), CellFinished,
 CellFailed. The launch consumes the events and records them; it does not know which executor
 made them.
 

@@ -3,17 +3,28 @@ asynchronous successive halving (`schedule: asha`), which stops cells that are n
 best early and spends the compute on those that are.
 
     schedule: asha                                        # or, with its settings:
-    schedule: {name: asha, min_epochs: 1, reduction_factor: 3, within_se: 0}
+    schedule: {name: asha, min_epochs: 1, reduction_factor: 8, within_se: 0, promote: true}
 
 ASHA (Li et al., "A System for Massively Parallel Hyperparameter Tuning", 2020) puts rungs at
 epochs r, r*eta, r*eta^2, ... below a cell's `train.max_epochs` (r = `min_epochs`, eta =
-`reduction_factor`). A cell that reaches a rung goes on only if its monitored value so far
-(`train.monitor`, best epoch up to the rung) ranks in the top 1/eta, rounded up, of all cells
-that reached that rung so far, itself included; otherwise it stops there with outcome `pruned`
-and the rung in its reason. Decisions are taken at once, as each cell reaches a rung, like Ray
-Tune's ASHAScheduler: no worker waits for a whole rung, and a cell that goes on simply trains
-on (its epochs are never trained twice). The first cells at a rung have few rivals, so they
-go on more easily; longest-first ordering puts comparable cells side by side.
+`reduction_factor`). A cell goes on past a rung only if its monitored value so far
+(`train.monitor`, best epoch up to the rung) ranks in the top 1/eta of the cells that reached
+that rung; otherwise it ends there with outcome `pruned` and the rung in its reason.
+
+With `promote: true` (the default, Li et al.'s algorithm), a cell that does not rank yet waits
+at the rung: the plan answers its epoch with a pausing `Stop`, its worker saves its checkpoint
+and takes another cell, and its run stays claimed. While more cells may still reach the rung,
+the top 1/eta rounded down go on, so the first cell at a rung waits for rivals; once none can
+(the rung is closed), the top 1/eta rounded up. A free worker is handed, in this order, the
+best waiting cell that ranks (the deepest rung first), a new cell, or a waiting cell that never
+can, which ends at its rung (`on_resume`: scored from its checkpoint, not trained further); and
+nothing (None) while cells in training may still change the ranks. A resumed cell computes
+what it would have without the pause. On report 001's grid this halves the epochs that
+deciding at once trains (`benchmarks/asha_replay.py`).
+
+With `promote: false`, each cell is decided at once as it reaches a rung, among the cells that
+reached it so far (rounded up), like Ray Tune's ASHAScheduler: nothing pauses, but the first
+cells at a rung have few rivals and go on more easily, and each keeps its worker to its end.
 
 Validation accuracy on n images is itself noisy (a standard error of 0.6 points on CIFAR-10's
 5,000), so a rung that ranks cells 0.2 points apart decides on noise. With `within_se: k`, a
@@ -23,7 +34,8 @@ ASHA does this; `benchmarks/asha_replay.py` measures what it costs and saves on 
 curves.
 
 The rungs' records are read back from the tracking store when a launch starts (every cell's
-per-epoch history), so a relaunch after a kill decides exactly as the first launch would have.
+per-epoch history), so a relaunch after a kill decides as the first launch would have: a cell
+the dead launch left at a rung waits there again, and one it was training trains on first.
 
 For `search:` grids the same key picks Optuna's pruner: `asha` its SuccessiveHalvingPruner,
 `hyperband` its HyperbandPruner (`gridrun.search`).
@@ -41,6 +53,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ..spec.config import monitor_mode
+from ..spec.grid import Cell
 from ..spec.sections import Schedule
 from ..tracking import tags as T
 from ..train.records import PAUSED, EpochStats, Paused, Stop
@@ -158,9 +171,9 @@ class AshaPlan(CellList):
             self.seen[cell_id] = list(values)
         # where each cell of this launch is: not started, training, waiting at a rung, or
         # handed out only to end at its checkpoint (the Stop it ends with)
-        self.fresh: deque = deque()
-        self.running: dict[str, object] = {}
-        self.waiting: dict[str, tuple[object, int]] = {}  # cell id -> (cell, its rung)
+        self.fresh: deque[Cell] = deque()
+        self.running: dict[str, Cell] = {}
+        self.waiting: dict[str, tuple[Cell, int]] = {}  # cell id -> (cell, its rung)
         self.ending: dict[str, Stop] = {}
         for cell in todo:
             trained = len(self.seen.get(cell.id, []))
@@ -183,7 +196,7 @@ class AshaPlan(CellList):
 
     # --- what runs next
 
-    def cells(self) -> Iterator:
+    def cells(self) -> Iterator[Cell | None]:
         """The cells to start or resume, each when a worker asks: the best waiting cell that
         now ranks at its rung (the deepest rung first, as Li et al.), else a new cell, else a
         waiting cell that never can, to end at its checkpoint; None while cells that train
@@ -207,15 +220,15 @@ class AshaPlan(CellList):
             else:
                 return
 
-    def _start(self, cell):
+    def _start(self, cell: Cell) -> Cell:
         self.waiting.pop(cell.id, None)
         self.running[cell.id] = cell
         return cell
 
-    def on_resume(self, cell) -> Stop | None:
+    def on_resume(self, cell: Cell) -> Stop | None:
         return self.ending.get(cell.id)
 
-    def _epochs(self, cell) -> int:
+    def _epochs(self, cell: Cell) -> int:
         return len(self.seen.get(cell.id, []))
 
     def _closed_rungs(self) -> set[int]:
@@ -239,7 +252,7 @@ class AshaPlan(CellList):
         return {r for c in [*self.running.values(), *(c for c, _ in self.waiting.values())]
                 for r in self.schedule.rungs(c.config["train.max_epochs"])}
 
-    def _verdict(self, cell, rung: int, closed: set[int]) -> Verdict:
+    def _verdict(self, cell: Cell, rung: int, closed: set[int]) -> Verdict:
         monitor, mode = self._monitor(cell.config)
         keep = promotion_quota(self.rungs.reached(monitor, rung), self.schedule.reduction_factor,
                                rung in closed)
@@ -248,10 +261,10 @@ class AshaPlan(CellList):
         return self.rungs.standing(monitor, mode, rung, cell.id, keep,
                                    lambda cutoff: standard_error(monitor, cutoff, images, recent))
 
-    def _best_waiting(self, rung: int) -> list:
+    def _best_waiting(self, rung: int) -> list[Cell]:
         """The best cell waiting at `rung` for each monitor there (the only ones that can
         rank: a worse one goes on only after them)."""
-        best: dict[str, object] = {}
+        best: dict[str, Cell] = {}
         for cell, r in self.waiting.values():
             if r == rung:
                 monitor, mode = self._monitor(cell.config)
@@ -265,7 +278,7 @@ class AshaPlan(CellList):
     def _goes_on(self, rung: int, closed: set[int]) -> bool:
         return any(self._verdict(c, rung, closed).goes_on for c in self._best_waiting(rung))
 
-    def _promotion(self, closed: set[int]):
+    def _promotion(self, closed: set[int]) -> Cell | None:
         """The best waiting cell that ranks at its rung now, from the deepest rung down."""
         for rung in sorted({r for _, r in self.waiting.values()}, reverse=True):
             for cell in self._best_waiting(rung):
@@ -276,7 +289,7 @@ class AshaPlan(CellList):
                     return cell
         return None
 
-    def _ending(self, closed: set[int]):
+    def _ending(self, closed: set[int]) -> Cell | None:
         """A waiting cell at a closed rung, where it does not rank (else `_promotion` would
         have taken it): it ends at its rung."""
         for cell, rung in self.waiting.values():
@@ -288,7 +301,7 @@ class AshaPlan(CellList):
 
     # --- each epoch
 
-    def decide(self, cell, stats: EpochStats) -> Stop | None:
+    def decide(self, cell: Cell, stats: EpochStats) -> Stop | None:
         monitor, mode = self._monitor(cell.config)
         seen = self.seen.setdefault(cell.id, [])
         del seen[stats.epoch - 1:]  # a retried epoch replaces the one its try reported
@@ -318,20 +331,20 @@ class AshaPlan(CellList):
                             f"{verdict.rank} of the {verdict.reached} cells there so far; "
                             f"{ahead}")
 
-    def paused(self, cell, paused: Paused) -> None:
+    def paused(self, cell: Cell, paused: Paused) -> None:
         self.running.pop(cell.id, None)
         self.waiting[cell.id] = (cell, paused.epoch)
 
-    def passed_over(self, cell) -> None:
+    def passed_over(self, cell: Cell) -> None:
         self.done(cell, None)
 
-    def done(self, cell, result) -> None:
+    def done(self, cell: Cell, result) -> None:
         for where in (self.running, self.waiting, self.ending):
             where.pop(cell.id, None)
 
     # --- what the reasons say
 
-    def _kept_on_noise(self, cell, rung: int, verdict: Verdict) -> None:
+    def _kept_on_noise(self, cell: Cell, rung: int, verdict: Verdict) -> None:
         monitor, mode = self._monitor(cell.config)
         value = self.rungs.records[(monitor, rung)][cell.id]
         self.kept_by_noise.setdefault(cell.id, []).append(
@@ -340,7 +353,7 @@ class AshaPlan(CellList):
             f"{verdict.cutoff:.4f}, the last of the top {verdict.keep} (within_se "
             f"{self.schedule.within_se:g}: {verdict.band:.4f})")
 
-    def _pruned(self, cell, rung: int, verdict: Verdict, epoch: int = 0) -> Stop:
+    def _pruned(self, cell: Cell, rung: int, verdict: Verdict, epoch: int = 0) -> Stop:
         monitor, _ = self._monitor(cell.config)
         value = self.rungs.records[(monitor, rung)][cell.id]
         k = self.schedule.within_se

@@ -33,7 +33,7 @@ TRIAL = "gridrun.trial"  # an Optuna trial's number (search grids)
 SCHEDULE = "gridrun.schedule"  # "asha" on cells an ASHA schedule decides
 
 # how a cell ended
-OUTCOME = "gridrun.outcome"  # running | early_stopped | max_epochs | not_converging | pruned
+OUTCOME = "gridrun.outcome"  # running | paused | early_stopped | max_epochs | not_converging | pruned
 #                               | failed | killed
 REASON = "gridrun.reason"  # why the cell ended, in words (emptied when the run is resumed)
 ERROR = "gridrun.error"  # the last error; ERROR + "." + n: the error of try n (--retries)

@@ -34,6 +34,18 @@ def dataset_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def one_torch_thread_per_test_process():
+    """Under `pytest -n 2` two test processes share the 2 cores, so a cell trained in the test
+    process itself uses one torch thread, not one per core: four spinning OpenMP threads on two
+    cores made an in-process test 8 times slower (12 s against 102 s in a fresh clone's run).
+    A test that needs a thread count sets it; launches set their workers' own."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+        torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def working_dir(tmp_path_factory):
     """Tests run in a scratch folder: MLflow puts artifacts under ./mlruns of the working dir."""
     old = os.getcwd()

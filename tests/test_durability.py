@@ -321,7 +321,7 @@ def test_a_launch_killed_while_cells_wait_at_a_rung_is_finished_by_the_same_comm
     the relaunch finds them waiting there again, promotes or ends them, and the grid ends as
     an uninterrupted launch ends it: one FINISHED run per cell, the same numbers."""
     path = tmp_path / "waits.yaml"
-    path.write_text(GRID.replace("train.max_epochs: 15", "train.max_epochs: 9").replace(
+    path.write_text(GRID.replace("train.max_epochs: 15", "train.max_epochs: 4").replace(
         "[0.001, 0.002, 0.003]", "[0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01]")
         + "schedule: {name: asha, min_epochs: 1, reduction_factor: 3}\n")
     whole = tmp_path / "whole"

@@ -110,6 +110,8 @@ class WorkerSampler:
         psutil = self._psutil
         try:
             with process.oneshot():
+                if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                    return None  # it has exited: its figures would read as a few megabytes
                 cpu = process.cpu_percent(None)  # 100 per busy core
                 rss = process.memory_info().rss
         except psutil.Error:

@@ -24,6 +24,7 @@ from ..spec.load import load_grid
 from ..tracking import tags as T
 from ..tracking.liveness import is_stale, last_sign_of_life
 from ..tracking.store import Store
+from ..train.records import PAUSED
 
 STATES = ("finished", "pruned", "running", "paused", "stale", "killed", "failed", "pending")
 DONE = ("finished", "pruned")
@@ -108,8 +109,8 @@ def _cell_status(store: Store, index: int, name: str, cell_id: str, runs: list,
         where = tags.get(T.WORKER) or row.host or "?"
         row.detail = (f"on {where}, last heartbeat {row.heartbeat_age_s:.0f}s ago"
                       + ("; the next launch resumes it" if row.state == "stale" else ""))
-        if row.state == "running" and tags.get(T.OUTCOME) == "paused":
-            row.state, row.detail = "paused", tags.get(T.REASON, "")
+        if row.state == "running" and tags.get(T.OUTCOME) == PAUSED:
+            row.state, row.detail = PAUSED, tags.get(T.REASON, "")
     elif run.info.status == "KILLED":
         row.state = "killed"
         row.detail = tags.get(T.REASON, "interrupted")

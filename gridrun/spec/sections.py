@@ -3,7 +3,7 @@
 changes a cell's id), and `seeds:`.
 
     search: {n_trials: 20, sampler: tpe, space: {optim.lr: {low: 1e-4, high: 1e-2, log: true}}}
-    schedule: {name: asha, min_epochs: 1, reduction_factor: 3, within_se: 0, promote: true}
+    schedule: {name: asha, min_epochs: 1, reduction_factor: 8, within_se: 0, promote: true}
     execution: {executor: local, workers: 2, threads: 1, retries: 0, resources: {cpus: 1, gpus: 0}}
     track: {log_model: best, figures: best, keep_checkpoints: false, system_metrics: 10}
 

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from gridrun.spec.load import load_grid
 from gridrun.tracking import liveness as claims_module
-from gridrun.tracking.claims import Claims
+from gridrun.tracking.claims import ClaimedCells, Claims
 from gridrun.tracking.ledger import MlflowLedger
 from gridrun.tracking.liveness import is_stale
 from gridrun.tracking.recorder import Recorder
@@ -174,3 +174,17 @@ def test_an_experiment_tag_two_launches_insert_at_once_is_written_by_both():
     with pytest.raises(MlflowException, match="PERMISSION_DENIED"):
         RunWrites(Store([MlflowException("PERMISSION_DENIED: no")])).set_experiment_tags(
             "1", {"gridrun.grid_file": "grid.yaml"})
+
+
+def test_claimed_cells_say_once_when_the_plan_has_no_cell_left(tracking_uri, grid_path, tmp_path):
+    """`on_dry` fires once, when an executor first asks past the plan's last cell (the launch
+    starts its recording warm-up then, as a worker is about to idle), not before, and not
+    again when a retry is asked for later."""
+    claims, grid = _claims(tracking_uri, grid_path, str(tmp_path))
+    dry = []
+    cells = ClaimedCells(iter(grid.cells()), claims, on_dry=lambda: dry.append(len(dry)))
+    first, second = next(cells), next(cells)
+    assert (first.index, second.index, dry) == (0, 1, [])
+    assert next(cells, None) is None and dry == [0]
+    cells.retry(first)
+    assert next(cells) is first and next(cells, None) is None and dry == [0]

@@ -11,7 +11,6 @@ know what runs next. This module joins them.
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 from dataclasses import dataclass, fields, replace
 
@@ -33,7 +32,7 @@ from .outbox import Outbox, StoreOutage, quick_failures, unreachable
 from .preflight import check_devices, check_models, prepare_data
 from .report import LaunchReport, Progress, SilentProgress
 from .signals import StopSignals, signal_name
-from .writer import Writer, import_recording_code, record_grid
+from .writer import RecordingWarmUp, Writer, record_grid
 
 DRAIN_SECONDS = 120  # how long a launch waits for its last checkpoint uploads
 STOPPING_DRAIN_SECONDS = 20  # ... when it was stopped (SLURM kills 30 s after its SIGTERM)
@@ -141,10 +140,13 @@ def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims,
     """The launch's parent run, its cells trained and recorded, and the parent closed with the
     launch's counts (KILLED, with the cells in progress, when the launch is interrupted or
     stopped by SIGTERM). Every write to the store is `deferred`: a signal waits for it."""
-    warm_up = None
-    if executor != "inline":  # never beside training in this process: tracing touches
-        warm_up = threading.Thread(target=import_recording_code, daemon=True)  # torch's
-        warm_up.start()  # global state
+    log_model = _setting(options.log_model, grid.track, "log_model", "best")
+    figures = _setting(options.figures, grid.track, "figures", "best")
+    warm_up = None  # never beside training in this process: tracing touches torch's global state
+    if executor != "inline" and (log_model, figures) != ("none", "none"):
+        warm_up = RecordingWarmUp()
+        if "all" in (log_model, figures):  # the first finished cell needs it
+            warm_up.start()
     with signals.deferred():
         report.parent_run_id = recorder.launch.start(claims.ledger.experiment_id, grid,
                                                      plan.to_run, plan.todo,
@@ -153,13 +155,13 @@ def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims,
     claims.start_beating()
     interval = grid.track.get("system_metrics", 10)
     writer = Writer(recorder, claims.ledger.experiment_id, report, grid, images, progress,
-                    _setting(options.log_model, grid.track, "log_model", "best"),
-                    _setting(options.figures, grid.track, "figures", "best"), plan, claims,
+                    log_model, figures, plan, claims,
                     _setting(options.retries, grid.execution, "retries", 0),
                     _setting(options.keep_checkpoints, grid.track, "keep_checkpoints", False),
                     warm_up, WorkerSampler(recorder.client, interval) if interval else None,
                     engine.local_pid)
-    writer.source = ClaimedCells(plan.cells(), claims, writer.passed_over)
+    writer.source = ClaimedCells(plan.cells(), claims, writer.passed_over,
+                                 on_dry=warm_up.start if warm_up else None)
     outbox = Outbox(writer.handle, grid.track.get("outage_limit", 300), progress.note,
                     where=recorder.tracking_uri, guard=signals.deferred)
     status, stopped_by = "FINISHED", None

@@ -45,6 +45,28 @@ def import_recording_code() -> None:
         pass
 
 
+class RecordingWarmUp:
+    """`import_recording_code` in a thread of its own, started once, when the launch asks: at
+    once when every finished cell logs a model or draws figures; otherwise when the plan has no
+    cell left to start. A worker is about to idle then, so the work falls on its core rather
+    than on the cores the cells train on, and it is done before the best cell is recorded."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=import_recording_code, daemon=True,
+                                            name="gridrun-warm-up")
+            self._thread.start()
+
+    def wait(self) -> None:
+        """Until the warm-up, if it started, is done: torch.export keeps global state, and two
+        exports at once in one process break each other."""
+        if self._thread is not None:
+            self._thread.join()
+
+
 @dataclass
 class Writer:
     """Turns the executor's events into MLflow writes and progress (see the module docstring)."""
@@ -60,7 +82,7 @@ class Writer:
     claims: Claims
     retries: int = 0
     keep_checkpoints: bool = False
-    warm_up: threading.Thread | None = None  # import_recording_code, running meanwhile
+    warm_up: RecordingWarmUp | None = None
     sampler: WorkerSampler | None = None  # each running cell's worker: CPU, memory, GPU
     local_pid: Callable[[int], int | None] = lambda worker: None  # the executor's
     source: ClaimedCells | None = None
@@ -99,10 +121,10 @@ class Writer:
                                        claim.from_epoch)
         elif isinstance(event, EpochDone):
             if event.stats.epoch not in claim.logged:  # a resumed cell logs no step twice
-                self.recorder.cells.log_epoch(claim.run_id, event.stats, _scheduled(cell))
+                sample = self.sampler.epoch_sample(claim.run_id) if self.sampler else []
+                self.recorder.cells.log_epoch(claim.run_id, event.stats, _scheduled(cell),
+                                              sample)
                 claim.logged.add(event.stats.epoch)
-            if self.sampler is not None:
-                self.sampler.epoch_done(claim.run_id)
             self.progress.epoch_done(cell, event.stats, event.worker)
         elif isinstance(event, CellPaused):
             self.paused(claim, event.paused)
@@ -215,11 +237,9 @@ class Writer:
         self.recorder.set_tags(run_id, {T.BEST_OF_LAUNCH: self.report.parent_run_id})
 
     def warmed_up(self) -> None:
-        """Wait for the warm-up thread before exporting a model: torch.export keeps global
-        state, and two exports at once in one process break each other."""
+        """Before exporting a model: wait for the warm-up (`RecordingWarmUp.wait`)."""
         if self.warm_up is not None:
-            self.warm_up.join()
-            self.warm_up = None
+            self.warm_up.wait()
 
     def kill_running(self, why: BaseException) -> None:
         """An interrupted launch (Ctrl-C, SIGTERM, or an error of the launch itself, e.g. its

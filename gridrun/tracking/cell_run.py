@@ -74,14 +74,16 @@ class CellRuns(RunWrites):
                     raise
                 time.sleep(0.2 + random.random() * 0.3)
 
-    def log_epoch(self, run_id: str, stats: EpochStats, with_lr: bool = True) -> None:
-        """All of an epoch's metrics in one call, at step=epoch. `with_lr`: the learning rate
-        too (a cell with a scheduler; otherwise it is the param `optim.lr`, and a flat `lr`
-        chart beside every accuracy chart says nothing)."""
+    def log_epoch(self, run_id: str, stats: EpochStats, with_lr: bool = True,
+                  also: list[Metric] = ()) -> None:
+        """All of an epoch's metrics in one call, at step=epoch, with `also` (the worker's
+        system sample at the epoch's end, at its own step). `with_lr`: the learning rate too
+        (a cell with a scheduler; otherwise it is the param `optim.lr`, and a flat `lr` chart
+        beside every accuracy chart says nothing)."""
         ts = now_ms()
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, stats.epoch)
                                                for k, v in stats.metrics().items()
-                                               if with_lr or k != "lr"])
+                                               if with_lr or k != "lr"] + list(also))
 
     def finish(self, run_id: str, result: CellResult, cell: Cell | None = None,
                     model_id: str | None = None) -> None:

@@ -42,7 +42,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from mlflow.exceptions import MlflowException
 
@@ -324,10 +324,13 @@ class ClaimedCells:
     it (when a worker is free). Cells someone else holds or finished are passed over. A failed
     cell queued with `retry` comes out again before the next new one. A cell this launch
     already holds (a paused cell the plan promotes or ends) comes out as it is, and a None
-    from the plan (nothing to start yet) is passed on."""
+    from the plan (nothing to start yet) is passed on. `on_dry` is called once, when the plan
+    has no cell left to start."""
 
-    def __init__(self, cells: Iterator[Cell], claims: Claims, passed_over=None):
+    def __init__(self, cells: Iterator[Cell], claims: Claims, passed_over=None,
+                 on_dry: Callable[[], None] | None = None):
         self.source, self.claims, self.passed_over = cells, claims, passed_over
+        self.on_dry = on_dry
         self.retries: deque[Cell] = deque()
         self.unclaimed: deque[Cell] = deque()  # a claim the store did not answer: asked again
 
@@ -340,6 +343,9 @@ class ClaimedCells:
         while True:
             cell = self.unclaimed.popleft() if self.unclaimed else next(self.source, NO_MORE)
             if cell is NO_MORE:
+                if self.on_dry is not None:
+                    self.on_dry, on_dry = None, self.on_dry
+                    on_dry()
                 break
             if cell is None or cell.index in self.claims.held:
                 return cell

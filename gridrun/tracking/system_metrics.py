@@ -16,11 +16,11 @@ when `nvidia-ml-py` is installed) and logs under MLflow's `system/` prefix, whic
   worker holds memory on, and the worker's memory there.
 
 Each sample is logged at step = its number, as MLflow's monitor does: one when the cell starts
-(its memory; CPU since the worker was primed), one every interval, one after each epoch (the
-worker is alive then; by the time the writer hears a cell finished, a worker with no more
-cells may have exited), so a cell shorter than the interval still has its figures from start
-to end. Workers on another machine (Ray actors elsewhere) are not sampled: their process is not
-here to read.
+(its memory; CPU since the worker was primed), one every interval, one after each epoch, logged
+with the epoch's metrics (the worker is alive then; by the time the writer hears a cell
+finished, a worker with no more cells may have exited), so a cell shorter than the interval
+still has its figures from start to end. Workers on another machine (Ray actors elsewhere)
+are not sampled: their process is not here to read.
 """
 from __future__ import annotations
 
@@ -63,9 +63,11 @@ class WorkerSampler:
                                             daemon=True)
             self._thread.start()
 
-    def epoch_done(self, run_id: str) -> None:
-        """A sample at the end of one of the cell's epochs."""
-        self._log(run_id)
+    def epoch_sample(self, run_id: str) -> list[Metric]:
+        """A sample at the end of one of the cell's epochs, for the caller to log in the same
+        write as the epoch's own metrics (one store transaction per epoch, not two: the
+        launching process shares the cores with the workers)."""
+        return self._take(run_id)
 
     def forget(self, run_id: str) -> None:
         """No more samples: the run is about to end. (No last sample here: by now a worker with
@@ -90,20 +92,27 @@ class WorkerSampler:
         """One sample of the run's worker, logged at its own step. The lock guards the table of
         watched runs and their steps, never the call to the store: a server that is away must
         not hold up `forget`, which the launch's one writing thread calls."""
+        metrics = self._take(run_id)
+        if not metrics:
+            return
+        try:
+            self.client.log_batch(run_id, metrics=metrics)
+        except Exception:  # noqa: BLE001 - a lost sample never stops a launch
+            pass
+
+    def _take(self, run_id: str) -> list[Metric]:
+        """One sample of the run's worker as metrics at the sample's own step (none when the
+        run is forgotten or its worker is gone)."""
         with self._lock:
             if run_id not in self._watched:  # forgotten: its run is ending
-                return
+                return []
             process, step = self._watched[run_id]
             figures = self.sample(process)
             if figures is None:
-                return
+                return []
             self._watched[run_id] = (process, step + 1)  # the step is this sample's alone
         now = int(time.time() * 1000)
-        try:
-            self.client.log_batch(run_id, metrics=[
-                Metric(key, value, now, step) for key, value in figures.items()])
-        except Exception:  # noqa: BLE001 - a lost sample never stops a launch
-            pass
+        return [Metric(key, value, now, step) for key, value in figures.items()]
 
     def sample(self, process) -> dict[str, float] | None:
         """One reading of `process` (CPU since the previous reading), or None when it is gone."""

@@ -13,14 +13,19 @@ after another in this one invocation:
   (c) `gridrun launch` from the command line on a fresh store, fp32, then with
       `--set train.precision=bf16`;
   (d) with --ray: `gridrun launch --executor ray`, fp32, on a local Ray instance the launch
-      starts for itself (its start counted), against (c)'s fp32 local executor.
+      starts for itself (its start counted), against (c)'s fp32 local executor;
+  (e) with --repeat N: N-1 more rounds of pure bf16 then gridrun bf16, and the median of the
+      N rounds' ratios (one round's ratio moves by 5-10 % on this machine);
 
 and prints wall times and ratios, gridrun's per-epoch time against pure compute's at the same
 threads, the peak memory of each worker process, the recording time per cell, and the best
-cell's test accuracy in fp32 and bf16. Run it with nothing else running:
+cell's test accuracy in fp32 and bf16. For each launch it also prints where the time beyond
+compute goes: the launching process's own CPU seconds (imports, checks, the store: it shares
+the cores with the workers), the head (the command started -> the first training step) and
+the tail (the last cell's run ended -> the command exited). Run it with nothing else running:
 
     python benchmarks/grid_throughput.py [--data-dir ../shared/data/cifar10-jpeg] [--skip-naive]
-                                         [--ray]
+                                         [--ray] [--repeat N]
 """
 from __future__ import annotations
 
@@ -220,22 +225,29 @@ def _memory(pid: int) -> dict[str, int] | None:
 
 
 def gridrun_launch(data_dir: str, store: str, extra: list[str], options: list[str] = ()
-                   ) -> tuple[float, dict]:
+                   ) -> tuple[float, dict, dict]:
+    """(wall seconds, peak memory per worker pid, the launch: when it started and ended, and
+    the CPU seconds of the launching process itself)."""
     cmd = [sys.executable, "-m", "gridrun.cli", "launch", str(GRID), "--data-dir", data_dir,
            "--tracking-uri", store, *options] + [a for s in SETTINGS + extra for a in ("--set", s)]
     peaks: dict[int, dict] = {}
-    started = time.perf_counter()
+    launch = {"launcher_cpu": 0.0}
+    started, started_at = time.perf_counter(), time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def sample() -> None:
+        last_memory = 0.0
         while proc.poll() is None:
-            for pid in _descendants(proc.pid):
-                seen = _memory(pid)
-                if seen and seen["worker"]:
-                    peak = peaks.setdefault(pid, seen)
-                    for key in ("rss", "pss", "uss"):
-                        peak[key] = max(peak[key], seen[key])
-            time.sleep(2)  # reading smaps costs CPU: sample sparingly
+            launch["launcher_cpu"] = _cpu_seconds(proc.pid) or launch["launcher_cpu"]
+            if time.perf_counter() - last_memory >= 2:  # reading smaps costs CPU: sparingly
+                last_memory = time.perf_counter()
+                for pid in _descendants(proc.pid):
+                    seen = _memory(pid)
+                    if seen and seen["worker"]:
+                        peak = peaks.setdefault(pid, seen)
+                        for key in ("rss", "pss", "uss"):
+                            peak[key] = max(peak[key], seen[key])
+            time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -244,10 +256,24 @@ def gridrun_launch(data_dir: str, store: str, extra: list[str], options: list[st
     sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"gridrun launch failed ({proc.returncode}):\n{out[-3000:]}")
-    return wall, peaks
+    launch["started_at"], launch["ended_at"] = started_at, started_at + wall
+    return wall, peaks, launch
 
 
-def store_figures(store: str) -> dict:
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of the process itself (not of its children)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def store_figures(store: str, launch: dict | None = None) -> dict:
+    """What the store says of a launch; with `launch` (gridrun_launch's second value), also
+    its head (command started -> the first training step, from the first epoch's end minus its
+    seconds) and tail (the last cell's run ended -> the command exited)."""
     from mlflow import MlflowClient
 
     from gridrun.tracking import tags as T
@@ -257,13 +283,33 @@ def store_figures(store: str) -> dict:
     runs = client.search_runs([exp.experiment_id])
     cells = [r for r in runs if r.data.tags.get("gridrun.kind") == "cell"]
     parent = next(r for r in runs if r.data.tags.get("gridrun.kind") == "launch")
-    epochs = [m.value for r in cells for m in client.get_metric_history(r.info.run_id,
-                                                                      "epoch_seconds")]
+    history = [m for r in cells for m in client.get_metric_history(r.info.run_id,
+                                                                 "epoch_seconds")]
+    epochs = [m.value for m in history]
     best = max(cells, key=lambda r: r.data.metrics["test_acc"])
-    return {"finished": sum(r.info.status == "FINISHED" for r in cells),
-            "epoch_s": sum(epochs) / len(epochs),
-            "record_s": float(parent.data.tags.get(T.RECORD_SECONDS, "nan").split()[0]),
-            "best": (best.info.run_name, best.data.metrics["test_acc"])}
+    figures = {"finished": sum(r.info.status == "FINISHED" for r in cells),
+               "epoch_s": sum(epochs) / len(epochs),
+               "record_s": float(parent.data.tags.get(T.RECORD_SECONDS, "nan").split()[0]),
+               "best": (best.info.run_name, best.data.metrics["test_acc"])}
+    if launch:
+        first_step = min(m.timestamp / 1000 - m.value for m in history if m.step == 1)
+        figures["head_s"] = first_step - launch["started_at"]
+        figures["tail_s"] = launch["ended_at"] - max(r.info.end_time / 1000 for r in cells)
+        figures["launcher_cpu"] = launch["launcher_cpu"]
+    return figures
+
+
+def _print_launch(seen: dict) -> None:
+    print(f"    launching process {seen['launcher_cpu']:.1f} s CPU; head {seen['head_s']:.1f} s "
+          f"(command -> first training step), tail {seen['tail_s']:.1f} s (last cell ended -> "
+          "exit)", flush=True)
+
+
+def _spread(ratios: list[float]) -> str:
+    """`median (min-max)` of sorted ratios."""
+    middle = len(ratios) // 2
+    median = ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+    return f"median {median:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
 
 
 def main() -> None:
@@ -272,6 +318,9 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true", help="skip (a), the slowest part")
     parser.add_argument("--ray", action="store_true",
                         help="also (d): the Ray executor on a local Ray instance (the ray extra)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="pure bf16 and gridrun bf16 N times, alternated, and the median "
+                             "ratio: this machine's figures move by 5-10%% between runs")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gridrun-bench-"))
     os.environ.setdefault("GRIDRUN_CACHE_DIR", str(tmp / "cache"))
@@ -308,17 +357,29 @@ def main() -> None:
         print(f"(c) bf16 skipped: this CPU has no native bf16 ({found})", flush=True)
     for precision in ("fp32", "bf16") if native_bf16 else ("fp32",):
         store = f"sqlite:///{tmp / f'gridrun-{precision}.db'}"
-        wall, peaks[precision] = gridrun_launch(args.data_dir, store,
-                                                [f"train.precision={precision}"])
+        wall, peaks[precision], launch = gridrun_launch(args.data_dir, store,
+                                                        [f"train.precision={precision}"])
         walls[precision] = wall
-        figures[precision] = store_figures(store)
+        figures[precision] = store_figures(store, launch)
         print(f"(c) gridrun launch, {precision}:{'':40}{wall:7.1f} s  "
               f"({figures[precision]['finished']}/24 FINISHED)", flush=True)
+        _print_launch(figures[precision])
+    rounds = [(walls["bf16"] / walls["pure_bf16"],
+               figures["bf16"]["epoch_s"] / splits["bf16"][1])] if "bf16" in walls else []
+    for again in range(2, args.repeat + 1 if rounds else 0):  # alternated, in this one run
+        pure_wall, epochs = pure(args.data_dir, 2, 1, "bf16")
+        store = f"sqlite:///{tmp / f'gridrun-bf16-{again}.db'}"
+        wall, _, launch = gridrun_launch(args.data_dir, store, ["train.precision=bf16"])
+        seen = store_figures(store, launch)
+        rounds.append((wall / pure_wall, seen["epoch_s"] / (sum(epochs) / len(epochs))))
+        print(f"(e) round {again}: pure bf16 {pure_wall:.1f} s, gridrun bf16 {wall:.1f} s: "
+              f"{rounds[-1][0]:.2f}x; per epoch {rounds[-1][1]:.2f}x", flush=True)
+        _print_launch(seen)
 
     if args.ray:
         store = f"sqlite:///{tmp / 'gridrun-ray.db'}"
-        walls["ray"], _ = gridrun_launch(args.data_dir, store, ["train.precision=fp32"],
-                                         ["--executor", "ray"])
+        walls["ray"], _, _ = gridrun_launch(args.data_dir, store, ["train.precision=fp32"],
+                                            ["--executor", "ray"])
         figures["ray"] = store_figures(store)
         print(f"(d) gridrun launch --executor ray, fp32 (local Ray, its start included):"
               f"{'':1}{walls['ray']:7.1f} s  ({figures['ray']['finished']}/24 FINISHED)",
@@ -343,6 +404,10 @@ def main() -> None:
         print(f"  per-epoch time, bf16, 2 workers x 1 thread: gridrun "
               f"{figures['bf16']['epoch_s']:.3f} s, pure compute {splits['bf16'][1]:.3f} s: "
               f"{figures['bf16']['epoch_s'] / splits['bf16'][1]:.2f}x (target <= 1.05)")
+    if len(rounds) > 1:
+        walls_x, epochs_x = sorted(r[0] for r in rounds), sorted(r[1] for r in rounds)
+        print(f"  bf16 over {len(rounds)} alternated rounds: grid {_spread(walls_x)}; "
+              f"per epoch {_spread(epochs_x)}")
     print(f"  recording per cell (driver, off the training path): "
           f"{figures['fp32']['record_s']:.2f} s")
     if "ray" in walls:

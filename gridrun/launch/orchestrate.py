@@ -144,7 +144,7 @@ def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims,
     figures = _setting(options.figures, grid.track, "figures", "best")
     warm_up = None  # never beside training in this process: tracing touches torch's global state
     if executor != "inline" and (log_model, figures) != ("none", "none"):
-        warm_up = RecordingWarmUp()
+        warm_up = RecordingWarmUp(models=log_model != "none")
         if "all" in (log_model, figures):  # the first finished cell needs it
             warm_up.start()
     with signals.deferred():
@@ -182,6 +182,8 @@ def _run(grid: Grid, options: LaunchOptions, recorder: Recorder, claims: Claims,
             raise
         except Exception as e:  # noqa: BLE001 - the cells are recorded; the plots are extras
             warnings.warn(f"could not log the grid's summary plots: {e}", stacklevel=2)
+        if warm_up is not None:  # started in the tail and maybe not needed: not left running
+            warm_up.wait()  # into the interpreter's exit (done by now, as a rule)
     except BaseException as e:
         signals.stopping()  # a second signal does not cut the clean-up short
         status, stopped_by = "KILLED", signal_name(e)

@@ -27,17 +27,20 @@ from .report import LaunchReport, Progress
 from .signals import signal_name
 
 
-def import_recording_code() -> None:
+def import_recording_code(models: bool = True) -> None:
     """Pay, while the workers train, the one-time costs of recording that would otherwise fall
     on the first or the best cell's recording at the end of the launch (about three seconds):
-    importing matplotlib, MLflow's pytorch flavor and torch.export, MLflow's map of installed
-    packages (read when a model's requirements are checked) and torch.export's first trace."""
+    importing matplotlib and, when `models` are logged, MLflow's pytorch flavor and
+    torch.export, MLflow's map of installed packages (read when a model's requirements are
+    checked) and torch.export's first trace."""
     try:
+        from ..results import figures  # noqa: F401
+
+        if not models:
+            return
         import mlflow.pytorch  # noqa: F401
         import torch
         from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
-
-        from ..results import figures  # noqa: F401
 
         warn_dependency_requirement_mismatches([f"torch=={torch.__version__.split('+')[0]}"])
         torch.export.export(torch.nn.Linear(2, 2), (torch.zeros(1, 2),))
@@ -51,13 +54,14 @@ class RecordingWarmUp:
     cell left to start. A worker is about to idle then, so the work falls on its core rather
     than on the cores the cells train on, and it is done before the best cell is recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, models: bool = True) -> None:
+        self.models = models  # models are logged: warm up their export too
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=import_recording_code, daemon=True,
-                                            name="gridrun-warm-up")
+            self._thread = threading.Thread(target=import_recording_code, args=(self.models,),
+                                            daemon=True, name="gridrun-warm-up")
             self._thread.start()
 
     def wait(self) -> None:

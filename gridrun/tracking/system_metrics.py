@@ -89,9 +89,7 @@ class WorkerSampler:
                 self._log(run_id)
 
     def _log(self, run_id: str) -> None:
-        """One sample of the run's worker, logged at its own step. The lock guards the table of
-        watched runs and their steps, never the call to the store: a server that is away must
-        not hold up `forget`, which the launch's one writing thread calls."""
+        """One sample of the run's worker, logged at its own step."""
         metrics = self._take(run_id)
         if not metrics:
             return
@@ -102,7 +100,9 @@ class WorkerSampler:
 
     def _take(self, run_id: str) -> list[Metric]:
         """One sample of the run's worker as metrics at the sample's own step (none when the
-        run is forgotten or its worker is gone)."""
+        run is forgotten or its worker is gone). The lock guards the table of watched runs and
+        their steps, never a call to the store: a server that is away must not hold up
+        `forget`, which the launch's one writing thread calls."""
         with self._lock:
             if run_id not in self._watched:  # forgotten: its run is ending
                 return []

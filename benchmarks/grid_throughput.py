@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -188,16 +189,23 @@ def pure(data_dir: str, processes: int, threads: int, precision: str = "fp32"
 
 # --- (c) gridrun ---------------------------------------------------------------------------------
 
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None when the
+    process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
+            fields = _stat(entry)
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -262,16 +270,12 @@ def gridrun_launch(data_dir: str, store: str, extra: list[str], options: list[st
 
 def _cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of the process itself (not of its children)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else None
 
 
 def store_figures(store: str, launch: dict | None = None) -> dict:
-    """What the store says of a launch; with `launch` (gridrun_launch's second value), also
+    """What the store says of a launch; with `launch` (gridrun_launch's third value), also
     its head (command started -> the first training step, from the first epoch's end minus its
     seconds) and tail (the last cell's run ended -> the command exited)."""
     from mlflow import MlflowClient
@@ -306,10 +310,8 @@ def _print_launch(seen: dict) -> None:
 
 
 def _spread(ratios: list[float]) -> str:
-    """`median (min-max)` of sorted ratios."""
-    middle = len(ratios) // 2
-    median = ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
-    return f"median {median:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+    """`median (min-max)` of ratios."""
+    return f"median {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def main() -> None:
@@ -405,9 +407,8 @@ def main() -> None:
               f"{figures['bf16']['epoch_s']:.3f} s, pure compute {splits['bf16'][1]:.3f} s: "
               f"{figures['bf16']['epoch_s'] / splits['bf16'][1]:.2f}x (target <= 1.05)")
     if len(rounds) > 1:
-        walls_x, epochs_x = sorted(r[0] for r in rounds), sorted(r[1] for r in rounds)
-        print(f"  bf16 over {len(rounds)} alternated rounds: grid {_spread(walls_x)}; "
-              f"per epoch {_spread(epochs_x)}")
+        print(f"  bf16 over {len(rounds)} alternated rounds: grid "
+              f"{_spread([r[0] for r in rounds])}; per epoch {_spread([r[1] for r in rounds])}")
     print(f"  recording per cell (driver, off the training path): "
           f"{figures['fp32']['record_s']:.2f} s")
     if "ray" in walls:

@@ -42,3 +42,15 @@ def modules_loaded_by(*args: str, cwd=None) -> set[str]:
                           cwd=cwd, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def fresh_process_imports(code: str, module: str) -> bool:
+    """Whether a fresh interpreter that runs `code` has imported `module` by its end: what
+    an import costs a launching process is paid once per process, so only a new one shows it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"{code}\nimport sys\nprint({module!r} in sys.modules)"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1] == "True"

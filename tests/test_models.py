@@ -10,6 +10,8 @@ from gridrun.models import MODELS, build_model, count_params
 from gridrun.spec import catalog as registry
 from gridrun.spec.catalog import ACTIVATIONS, NORMS
 
+from .helpers import fresh_process_imports
+
 EXPECTED_PARAMS = {  # 32x32x3 inputs, 10 classes
     "lenet": 62_006, "base4": 651_978,
     "three_conv": 110_598, "five_conv": 3_154_982, "cerberus": 3_223_882,  # report 001
@@ -103,3 +105,27 @@ def test_every_architecture_takes_a_real_training_step(name):
     optimizer.step()
     assert torch.isfinite(loss)
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+def test_models_built_on_meta_count_the_same_and_small_ones_probe_on_the_cpu():
+    """A launch builds each model on PyTorch's `meta` device to check it before anything
+    exists. Every model counts exactly as on the CPU; a small one's shape probe runs on the
+    CPU (the first meta pass imports torch._dynamo, seconds of every launch's head: checked in
+    a fresh interpreter), a large one, or one on large images, stays on meta."""
+    with torch.device("meta"):
+        counts = {name: count_params(build_model(name, 10))[0] for name in MODELS}
+    assert counts == EXPECTED_PARAMS
+
+    from gridrun.models.layers import CPU_PROBE_LIMITS, shape_probe
+    with torch.device("meta"):
+        small = build_model("base4", 10)
+        wide = torch.nn.Conv2d(4096, 4096, 3)  # 151M parameters: never allocated
+    probe, device = shape_probe(small, 32)
+    assert device.type == "cpu" and probe is not small
+    assert next(small.parameters()).is_meta  # the model checked is left as it was
+    assert shape_probe(small, CPU_PROBE_LIMITS["image_size"] + 1)[1].type == "meta"
+    assert shape_probe(wide, 32)[1].type == "meta"
+
+    assert not fresh_process_imports(
+        "import torch\nfrom gridrun.models import build_model\n"
+        "with torch.device('meta'):\n    build_model('base4', 10)", "torch._dynamo")

@@ -13,6 +13,7 @@ from ..data.splits import check_sizes
 from ..errors import GridError
 from ..models import count_params
 from ..models.backbones import check_weights
+from ..models.layers import shape_probe
 from ..spec.grid import Cell, Grid
 from ..train.precision import check_device, check_precision
 from ..train.recipe import build_cell_model
@@ -50,8 +51,9 @@ def _available_bytes() -> int:
 
 def _model_cost(cfg: dict, dataset: ImageSet, where: str) -> int:
     """The cell's parameter count, from its model built on PyTorch's `meta` device (shapes, no
-    memory), and a shape-only forward pass: a model that cannot run on the configured image size
-    (a kernel larger than the image) or that would need more memory than this machine has (a
+    memory), and a forward pass of one image (on the CPU for a small model:
+    `models.layers.shape_probe`): a model that cannot run on the configured image size (a
+    kernel larger than the image) or that would need more memory than this machine has (a
     million filters, `image_size: 100000`) is refused here, before any run exists. A builder
     that needs real tensors is built on the CPU instead."""
     channels, stored, _ = dataset.image_shape
@@ -79,13 +81,14 @@ def _model_cost(cfg: dict, dataset: ImageSet, where: str) -> int:
         except Exception as e:  # noqa: BLE001 - any failure to build: refused, with its reason
             raise refuse(e) from None
     params = count_params(model)[0]
+    model, device = shape_probe(model, size)
     outputs: list[int] = []
     hooks = [m.register_forward_hook(
         lambda _m, _i, out: outputs.append(out.numel()) if isinstance(out, torch.Tensor) else None)
         for m in model.modules() if not list(m.children())]
     try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, channels, size, size, device=device))
+        with torch.no_grad(), torch.device(device):
+            model.eval()(torch.zeros(1, channels, size, size))
     except Exception as e:  # noqa: BLE001 - say which model and size; the first line says why
         raise refuse(e) from None
     finally:

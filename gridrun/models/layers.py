@@ -2,6 +2,7 @@
 input standardization every trained model carries."""
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import torch
@@ -75,13 +76,38 @@ def mlp_head(in_features: int, hidden: list[int], num_classes: int, act: str, dr
     return nn.Sequential(*layers)
 
 
+# a module this small, on images this small, takes one image on the CPU in milliseconds; the
+# first pass on PyTorch's `meta` device imports torch._dynamo for its decompositions (1.5-2 s of
+# a launch's head, where models are built on `meta` to be checked before anything exists)
+CPU_PROBE_LIMITS = {"params": 25_000_000, "image_size": 256}
+
+
+def shape_probe(module: nn.Module, image_size: int) -> tuple[nn.Module, torch.device]:
+    """What to pass one dummy image through to learn `module`'s output shapes, and on which
+    device: the module itself where it is; but a small module (`CPU_PROBE_LIMITS`) built on the
+    `meta` device (shapes, no memory) is copied to the CPU, its weights allocated and never set.
+    Its outputs are garbage; their shapes are the module's."""
+    tensor = next(module.parameters(), None)
+    if tensor is None:
+        tensor = next(module.buffers(), torch.empty(0, device="cpu"))
+    if tensor.device.type != "meta" or image_size > CPU_PROBE_LIMITS["image_size"] or \
+            sum(p.numel() for p in module.parameters()) > CPU_PROBE_LIMITS["params"]:
+        return module, tensor.device
+    cpu = torch.device("cpu")
+    # Module.to_empty's own body, with torch.empty: empty_like of a meta tensor imports sympy
+    return copy.deepcopy(module)._apply(
+        lambda t: torch.empty(t.shape, dtype=t.dtype, device=cpu)), cpu
+
+
 def flat_features(features: nn.Module, in_channels: int, image_size: int) -> int:
-    """Size of the flattened feature map, found by running one dummy image through `features`."""
-    with torch.no_grad():
-        was_training = features.training
-        features.eval()
-        out = features(torch.zeros(1, in_channels, image_size, image_size))
-        features.train(was_training)
+    """Size of the flattened feature map, found by running one dummy image through `features`
+    (`shape_probe`)."""
+    probe, device = shape_probe(features, image_size)
+    with torch.no_grad(), torch.device(device):
+        was_training = probe.training
+        probe.eval()
+        out = probe(torch.zeros(1, in_channels, image_size, image_size))
+        probe.train(was_training)
     return out.numel()
 
 

@@ -12,6 +12,8 @@ from PIL import Image
 from gridrun import data
 from gridrun.errors import GridError
 
+from .helpers import fresh_process_imports
+
 
 def test_cifar10_image_folder_loads_the_standard_split(cifar):
     assert cifar.train_x.shape == (50_000, 3, 32, 32) and cifar.train_x.dtype == torch.uint8
@@ -46,6 +48,31 @@ def test_a_training_subset_is_validated_on_the_same_share_of_what_it_trains_on(c
     assert (len(sized.train), len(sized.val)) == (2000, 1000)
     with pytest.raises(GridError, match="data.val_size 50000 leaves 0 training"):
         data.check_sizes(cifar, 0.1, None, None, "g.yaml", val_size=50_000)
+
+
+def test_split_rows_kept_beside_the_cache_are_the_split_itself(digits):
+    """A dataset's split rows, kept beside its decode-cache file once found, are what the split
+    finds afresh; another process reads them without importing scikit-learn (the launching
+    process's cores are the workers'); a broken file is split again and replaced."""
+    from gridrun.data.splits import _split_rows
+
+    settings = (0.2, 300, 100, 7, None)
+    kept = data.make_splits(digits, *settings)
+    fresh = _split_rows(digits, *settings)
+    for name in ("train", "val", "test"):
+        assert np.array_equal(getattr(kept, name).index.numpy(), fresh[name])
+    files = [f for f in Path(f"{digits.cache_file}.splits").glob("*.npz")
+             if np.array_equal(np.load(f)["val"], fresh["val"])]
+    assert len(files) == 1
+
+    assert not fresh_process_imports(
+        "from gridrun import data\n"
+        "data.make_splits(data.load_dataset('digits'), 0.2, 300, 100, 7)", "sklearn")
+
+    files[0].write_bytes(b"not an npz")
+    again = data.make_splits(digits, *settings)
+    assert torch.equal(again.val.index, kept.val.index)
+    assert np.array_equal(np.load(files[0])["val"], fresh["val"])
 
 
 def test_second_load_comes_from_the_cache_without_decoding(cifar_dir, cifar, monkeypatch):

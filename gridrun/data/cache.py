@@ -33,8 +33,10 @@ def fingerprint(path: Path) -> str:
 
 
 def digits_fingerprint() -> str:
-    import sklearn
-    return hashlib.sha256(f"{CACHE_VERSION}:digits:{sklearn.__version__}".encode()).hexdigest()[:20]
+    """Changes with scikit-learn's version (read without importing it: a second or more)."""
+    from importlib.metadata import version
+    return hashlib.sha256(f"{CACHE_VERSION}:digits:{version('scikit-learn')}".encode()
+                          ).hexdigest()[:20]
 
 
 def open_cached(file: str | os.PathLike) -> ImageSet:

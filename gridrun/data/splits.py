@@ -7,8 +7,11 @@ that agree on them share splits, in a worker and in the recorded dataset inputs.
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -119,7 +122,25 @@ def make_splits(images: ImageSet, val_fraction: float = 0.1, train_size: int | N
                 test_size: int | None = None, split_seed: int = 0,
                 val_size: int | None = None) -> Splits:
     """Stratified validation split from the training set, then optional stratified subsets.
-    The splits index the dataset's tensors; no image is copied."""
+    The splits index the dataset's tensors; no image is copied. A dataset from the decode cache
+    keeps its splits' rows beside it (`_kept_rows`)."""
+    settings = (val_fraction, train_size, test_size, split_seed, val_size)
+    rows = _kept_rows(images, settings, lambda: _split_rows(images, *settings))
+
+    def take(x, y, i):
+        i = torch.from_numpy(i)
+        return Split(x, y[i], i)
+
+    return Splits(take(images.train_x, images.train_y, rows["train"]),
+                  take(images.train_x, images.train_y, rows["val"]),
+                  take(images.test_x, images.test_y, rows["test"]),
+                  images.classes, images.mean, images.std)
+
+
+def _split_rows(images: ImageSet, val_fraction: float, train_size: int | None,
+                test_size: int | None, split_seed: int, val_size: int | None
+                ) -> dict[str, np.ndarray]:
+    """The rows of each split (`make_splits`), by scikit-learn's stratified split."""
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(images.train_y))
@@ -137,15 +158,38 @@ def make_splits(images: ImageSet, val_fraction: float = 0.1, train_size: int | N
     test_idx = np.arange(len(images.test_y))
     if test_size is not None:
         test_idx = _stratified_subset(images.test_y, test_size, split_seed)
+    return {"train": train_idx, "val": val_idx, "test": test_idx}
 
-    def take(x, y, i):
-        i = torch.from_numpy(i)
-        return Split(x, y[i], i)
 
-    return Splits(take(images.train_x, images.train_y, train_idx),
-                  take(images.train_x, images.train_y, val_idx),
-                  take(images.test_x, images.test_y, test_idx),
-                  images.classes, images.mean, images.std)
+def _kept_rows(images: ImageSet, settings: tuple, split: Callable[[], dict[str, np.ndarray]]
+               ) -> dict[str, np.ndarray]:
+    """`split()`'s rows, kept in a file beside the dataset's decode-cache file once found.
+
+    The launching process needs a cell's rows only to name them in its dataset inputs, and
+    scikit-learn's import and split cost it about 1.5 s of CPU on the cores the workers train
+    on; every worker process splits the same way. The file's name holds the split settings and
+    scikit-learn's version (its split decides the rows); it is written whole or not at all, and
+    a file that cannot be read or written is no error: the rows are found again."""
+    if not images.cache_file:
+        return split()
+    from importlib.metadata import version
+
+    key = hashlib.sha256(repr((settings, version("scikit-learn"))).encode()).hexdigest()[:16]
+    file = Path(f"{images.cache_file}.splits") / f"{key}.npz"
+    try:
+        with np.load(file) as kept:
+            return {name: kept[name] for name in ("train", "val", "test")}
+    except (OSError, KeyError, ValueError):
+        pass
+    rows = split()
+    try:
+        file.parent.mkdir(exist_ok=True)
+        tmp = file.with_name(f"{key}.tmp{os.getpid()}.npz")
+        np.savez(tmp, **rows)
+        os.replace(tmp, file)  # atomic: another process reads all of it or nothing
+    except OSError:
+        pass
+    return rows
 
 
 def split_for(cfg: dict, images: ImageSet) -> Splits:

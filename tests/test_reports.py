@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from gridrun import data
 from gridrun.cli import cli
 from gridrun.launch import launch
-from gridrun.results.figures import most_confused
+from gridrun.results.reports import most_confused
 from gridrun.spec.load import load_grid
 
 pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
@@ -141,6 +141,33 @@ def test_most_confused_pairs():
     assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == [
         ("dog", "bird", 4), ("cat", "dog", 3), ("dog", "cat", 1)]
     assert pairs[0]["share_of_true"] == pytest.approx(4 / 11)
+
+
+def test_the_classification_report_is_scikit_learns():
+    """The per-class report, drawn from the confusion matrix without scikit-learn's import in
+    the launching process, is scikit-learn's: the same JSON, and the same text wherever more
+    than one class is true and more than one predicted (scikit-learn prints supports as
+    floats otherwise)."""
+    from sklearn.metrics import classification_report as sklearn_report
+    from sklearn.metrics import confusion_matrix
+
+    from gridrun.results.reports import classification_report, report_text
+
+    rng = np.random.default_rng(0)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+             "truck", "a class with a long name"]
+    for trial in range(200):
+        n, m = int(rng.integers(2, 12)), int(rng.integers(1, 300))
+        y = rng.integers(0, n, m)
+        predicted = np.where(rng.random(m) < 0.6, y, rng.integers(0, n, m))
+        if trial % 7 == 0:  # a class never predicted, another never true: ratios of 0/0
+            predicted[:] = 0
+        options = dict(y_true=y, y_pred=predicted, labels=list(range(n)),
+                       target_names=names[:n], zero_division=0, digits=4)
+        ours = classification_report(confusion_matrix(y, predicted, labels=range(n)), names[:n])
+        assert json.dumps(ours) == json.dumps(sklearn_report(output_dict=True, **options))
+        if len(set(y)) > 1 and len(set(predicted)) > 1:
+            assert report_text(ours) == sklearn_report(**options)
 
 
 def test_accuracy_axes_fit_the_data_not_0_to_100():

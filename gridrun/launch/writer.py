@@ -266,10 +266,13 @@ def record_result(recorder: Recorder, experiment_id: str, run_id: str, cell: Cel
     """A trained cell's reports and (optionally) figures and model, then its final metrics and
     outcome. The run is marked FINISHED last, so a crash while logging leaves it unfinished
     and a relaunch trains the cell again rather than trusting half its artifacts."""
-    from ..results.figures import cell_reports
+    from ..results.reports import cell_reports
 
     with tempfile.TemporaryDirectory(prefix="gridrun-") as folder:
-        cell_reports(result, Path(folder), title=cell.name, figures=figures)
+        if figures:
+            from ..results.figures import cell_figures
+            cell_figures(result, Path(folder), title=cell.name)
+        cell_reports(result, Path(folder))
         recorder.log_files(run_id, Path(folder))
     model_id = None
     if with_model and result.model is not None and result.example_input is not None:

@@ -4,7 +4,9 @@
     tables.py    the results table (`gridrun summary`): configurations, mean ± std, bold best,
                  pivots, marginal effects, published results beside ours
     render.py    tables as terminal text, Markdown, LaTeX, CSV, HTML
-    figures.py   per-cell reports and figures (curves, confusion), per-grid plots
+    reports.py   per-cell reports: confusion matrix, most-confused pairs, per-class
+                 precision/recall/F1 (numpy only: written for every cell)
+    figures.py   per-cell figures (curves, confusion), per-grid plots (matplotlib)
     status.py    every cell's state (`gridrun status`)
     study.py     a study read once: cells, curves, the best cell's reports, launches, data;
                  which factor mattered (fANOVA), what it cost

@@ -1,14 +1,13 @@
-"""The figures and reports logged next to every run: what a user would otherwise draw by hand.
+"""The figures logged next to runs: what a user would otherwise draw by hand.
 
-Per cell (`cell_reports`): the confusion matrix (JSON), the most-confused class pairs, and
-scikit-learn's classification report as text and JSON; with figures (`cell_figures`), also loss
-and accuracy curves, the confusion matrix with and without its diagonal, and per-class error
-rates. Per grid (`grid_plots`): accuracy by each factor and accuracy against parameter count.
-Functions write files into a folder; `gridrun.tracking` logs the folder.
+Per cell (`cell_figures`, for the cells `track.figures` names): loss and accuracy curves, the
+confusion matrix with and without its diagonal, and per-class error rates; every cell's text
+and JSON reports are `reports.py`'s. Per grid (`grid_plots`): accuracy by each factor and
+accuracy against parameter count. Functions write files into a folder; `gridrun.tracking`
+logs the folder.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -18,44 +17,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
-from sklearn.metrics import classification_report, confusion_matrix
 
 from ..train.records import CellResult
 from .frames import has_result
-
-TOP_CONFUSIONS = 5
-
+from .reports import confusion
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 DODGE = 0.04  # sideways offset between labels in accuracy_vs_params, as a share of x
-
-
-def cell_reports(result: CellResult, out: Path, title: str = "", figures: bool = True
-                 ) -> list[Path]:
-    """Write a finished cell's reports into `out` (and its figures, when `figures`); return
-    the files written. The reports are text and JSON and cost milliseconds; the figures cost
-    about half a second of matplotlib per cell (`track.figures` says which cells get them)."""
-    out.mkdir(parents=True, exist_ok=True)
-    files = cell_figures(result, out, title) if figures else []
-    if result.test_predictions is None:
-        return files
-    cm, classes = _confusion(result)
-    (out / "confusion_matrix.json").write_text(json.dumps({"classes": classes,
-                                                          "matrix": cm.tolist()}))
-    pairs = most_confused(cm, classes)
-    (out / "top_confusions.json").write_text(json.dumps(pairs, indent=2))
-    (out / "top_confusions.txt").write_text(
-        "".join(f"{p['true']:>12} -> {p['predicted']:<12} {p['count']:>6}  "
-                f"({p['share_of_true']:.1%} of {p['true']})\n" for p in pairs))
-    report_kwargs = dict(y_true=result.test_targets.numpy(), y_pred=result.test_predictions.numpy(),
-                         labels=list(range(len(classes))), target_names=classes,
-                         zero_division=0, digits=4)
-    (out / "classification_report.txt").write_text(classification_report(**report_kwargs))
-    (out / "classification_report.json").write_text(
-        json.dumps(classification_report(output_dict=True, **report_kwargs), indent=2))
-    return files + [out / name for name in (
-        "confusion_matrix.json", "top_confusions.json", "top_confusions.txt",
-        "classification_report.txt", "classification_report.json")]
 
 
 def cell_figures(result: CellResult, out: Path, title: str = "") -> list[Path]:
@@ -65,7 +33,7 @@ def cell_figures(result: CellResult, out: Path, title: str = "") -> list[Path]:
     files = [plot_curves(result, out / "curves.png", title)]
     if result.test_predictions is None:
         return files
-    cm, classes = _confusion(result)
+    cm, classes = confusion(result)
     files.append(plot_confusion(cm, classes, out / "confusion_matrix.png",
                                 f"{title} confusion matrix (test)".strip()))
     errors_only = cm.copy()
@@ -74,27 +42,6 @@ def cell_figures(result: CellResult, out: Path, title: str = "") -> list[Path]:
                                 f"{title} misclassifications (diagonal removed)".strip()))
     files.append(plot_class_errors(cm, classes, out / "per_class_error.png", title))
     return files
-
-
-def _confusion(result: CellResult) -> tuple[np.ndarray, list[str]]:
-    classes = result.classes
-    return confusion_matrix(result.test_targets.numpy(), result.test_predictions.numpy(),
-                            labels=range(len(classes))), classes
-
-
-def most_confused(cm: np.ndarray, classes: list[str], top: int = TOP_CONFUSIONS) -> list[dict]:
-    """The `top` off-diagonal cells of a confusion matrix, largest first."""
-    off = cm.copy()
-    np.fill_diagonal(off, 0)
-    order = np.argsort(off, axis=None, kind="stable")[::-1][:top]
-    pairs = []
-    for flat in order:
-        i, j = np.unravel_index(flat, off.shape)
-        if off[i, j] == 0:
-            break
-        pairs.append({"true": classes[i], "predicted": classes[j], "count": int(off[i, j]),
-                      "share_of_true": float(off[i, j] / max(cm[i].sum(), 1))})
-    return pairs
 
 
 def plot_curves(result: CellResult, path: Path, title: str = "") -> Path:

@@ -50,9 +50,13 @@ def import_recording_code(models: bool = True) -> None:
 
 class RecordingWarmUp:
     """`import_recording_code` in a thread of its own, started once, when the launch asks: at
-    once when every finished cell logs a model or draws figures; otherwise when the plan has no
-    cell left to start. A worker is about to idle then, so the work falls on its core rather
-    than on the cores the cells train on, and it is done before the best cell is recorded."""
+    once when every finished cell logs a model or draws figures; otherwise when the last cell
+    starts (or, should some cells go to other launches, when the plan has no cell left).
+
+    Not later, when the first worker idles: a grid's cells often end together (the same epochs,
+    the same model sizes), and then nothing idles before the last cell ends and all of the
+    warm-up (about three seconds of CPU) fell after it, where the launch waits for nothing
+    else. Not sooner: the warm-up's CPU is then the cells' (the last ones share it at most)."""
 
     def __init__(self, models: bool = True) -> None:
         self.models = models  # models are logged: warm up their export too
@@ -111,6 +115,8 @@ class Writer:
                 self.recorder.cells.log_inputs(claim.run_id, dataset_inputs(cell.config, images))
                 self.started += 1
                 self.positions[cell.index] = self.started
+                if self.warm_up is not None and self.started == self.plan.to_run:
+                    self.warm_up.start()  # the last cell is on its way (`RecordingWarmUp`)
                 if claim.resumed:
                     self.report.resumed += 1
             elif claim.pauses:  # out of a pause: promoted at its rung, or to end there

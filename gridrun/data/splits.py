@@ -125,7 +125,7 @@ def make_splits(images: ImageSet, val_fraction: float = 0.1, train_size: int | N
     The splits index the dataset's tensors; no image is copied. A dataset from the decode cache
     keeps its splits' rows beside it (`_kept_rows`)."""
     settings = (val_fraction, train_size, test_size, split_seed, val_size)
-    rows = _kept_rows(images, settings, lambda: _split_rows(images, *settings))
+    rows = _kept_rows(images, settings)
 
     def take(x, y, i):
         i = torch.from_numpy(i)
@@ -161,9 +161,9 @@ def _split_rows(images: ImageSet, val_fraction: float, train_size: int | None,
     return {"train": train_idx, "val": val_idx, "test": test_idx}
 
 
-def _kept_rows(images: ImageSet, settings: tuple, split: Callable[[], dict[str, np.ndarray]]
-               ) -> dict[str, np.ndarray]:
-    """`split()`'s rows, kept in a file beside the dataset's decode-cache file once found.
+def _kept_rows(images: ImageSet, settings: tuple) -> dict[str, np.ndarray]:
+    """`_split_rows` for these settings, kept in a file beside the dataset's decode-cache file
+    once found.
 
     The launching process needs a cell's rows only to name them in its dataset inputs, and
     scikit-learn's import and split cost it about 1.5 s of CPU on the cores the workers train
@@ -171,7 +171,7 @@ def _kept_rows(images: ImageSet, settings: tuple, split: Callable[[], dict[str, 
     scikit-learn's version (its split decides the rows); it is written whole or not at all, and
     a file that cannot be read or written is no error: the rows are found again."""
     if not images.cache_file:
-        return split()
+        return _split_rows(images, *settings)
     from importlib.metadata import version
 
     key = hashlib.sha256(repr((settings, version("scikit-learn"))).encode()).hexdigest()[:16]
@@ -181,7 +181,7 @@ def _kept_rows(images: ImageSet, settings: tuple, split: Callable[[], dict[str, 
             return {name: kept[name] for name in ("train", "val", "test")}
     except (OSError, KeyError, ValueError):
         pass
-    rows = split()
+    rows = _split_rows(images, *settings)
     try:
         file.parent.mkdir(exist_ok=True)
         tmp = file.with_name(f"{key}.tmp{os.getpid()}.npz")

@@ -66,14 +66,12 @@ def _model_cost(cfg: dict, dataset: ImageSet, where: str) -> int:
         return GridError(f"{name} cannot run on {channels}x{size}x{size} images ({reason}); "
                          "allowed: a larger data.image_size or a smaller model", where)
 
-    device = "meta"
     try:
-        with torch.device(device):
+        with torch.device("meta"):
             model = build_cell_model(cfg, dataset.num_classes, channels, size)
     except GridError:
         raise
     except Exception:  # noqa: BLE001 - a builder that needs real tensors: build it for real
-        device = "cpu"
         try:
             model = build_cell_model(cfg, dataset.num_classes, channels, size)
         except GridError:

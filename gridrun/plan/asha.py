@@ -22,6 +22,16 @@ nothing (None) while cells in training may still change the ranks. A resumed cel
 what it would have without the pause. On report 001's grid this halves the epochs that
 deciding at once trains (`benchmarks/asha_replay.py`).
 
+Two rules keep the workers busy to the end without training more:
+- A cell that went on from a rung while more cells could still reach it waits there again,
+  from its next epoch, once cells that came later outrank it (`_overtaken`): as if they had
+  come first. It goes on again if it ranks when the rung fills, else ends on its checkpoint.
+- Once no new cell is left, the leader of a cell's last rung goes on at once
+  (`promotion_quota(last=True)`): one goes on from that rung in the end, and waiting for its
+  rivals would leave a worker idle while they train to it, then the winner train on alone.
+On report 001's grid (2 workers) the two cut the replayed wall time by 13 % on average over
+51 orders and by 18 % in the worst, at the same epochs; with one worker nothing changes.
+
 With `promote: false`, each cell is decided at once as it reaches a rung, among the cells that
 reached it so far (rounded up), like Ray Tune's ASHAScheduler: nothing pauses, but the first
 cells at a rung have few rivals and go on more easily, and each keeps its worker to its end.
@@ -65,11 +75,18 @@ def keep_count(reached: int, reduction_factor: int) -> int:
     return max(1, math.ceil(reached / reduction_factor))
 
 
-def promotion_quota(reached: int, reduction_factor: int, closed: bool) -> int:
+def promotion_quota(reached: int, reduction_factor: int, closed: bool, last: bool = False) -> int:
     """How many of the cells that reached a rung go on when cells wait there to be promoted:
     while more may still arrive, the top 1/eta rounded down (Li et al.: the first cell at a
-    rung waits for rivals); once none can, the top 1/eta rounded up, as `keep_count`."""
-    return keep_count(reached, reduction_factor) if closed else reached // reduction_factor
+    rung waits for rivals); once none can, the top 1/eta rounded up, as `keep_count`.
+
+    At a cell's `last` rung (the deepest below its `max_epochs`), at least one goes on while
+    it is open too. One goes on from it in the end whatever arrives, so its leader trains on
+    at once instead of waiting for rivals that can take most of the launch to arrive, while
+    the other worker idles at the end (a rival that overtakes it pauses it again)."""
+    if closed:
+        return keep_count(reached, reduction_factor)
+    return max(reached // reduction_factor, 1 if last and reached else 0)
 
 
 def standard_error(monitor: str, value: float, val_images: int, recent: list[float]) -> float:
@@ -252,10 +269,18 @@ class AshaPlan(CellList):
         return {r for c in [*self.running.values(), *(c for c, _ in self.waiting.values())]
                 for r in self.schedule.rungs(c.config["train.max_epochs"])}
 
+    def _rung_below(self, cell: Cell, epoch: int) -> int:
+        """The deepest rung at or below `epoch` (0: none), where the cell's standing is judged."""
+        return max((r for r in self.schedule.rungs(cell.config["train.max_epochs"]) if r <= epoch),
+                   default=0)
+
     def _verdict(self, cell: Cell, rung: int, closed: set[int]) -> Verdict:
         monitor, mode = self._monitor(cell.config)
+        # the leader of a cell's last rung trains on once no new cell is left to start (the
+        # one a free worker would otherwise wait beside: `promotion_quota`)
+        last = not self.fresh and rung == self._rung_below(cell, cell.config["train.max_epochs"])
         keep = promotion_quota(self.rungs.reached(monitor, rung), self.schedule.reduction_factor,
-                               rung in closed)
+                               rung in closed, last)
         recent = [v for v in self.seen.get(cell.id, [])[:rung] if math.isfinite(v)]
         images = self.val_images.get(cell.id, 0)
         return self.rungs.standing(monitor, mode, rung, cell.id, keep,
@@ -295,7 +320,7 @@ class AshaPlan(CellList):
         for cell, rung in self.waiting.values():
             if rung in closed:
                 verdict = self._verdict(cell, rung, closed)
-                self.ending[cell.id] = self._pruned(cell, rung, verdict, epoch=rung)
+                self.ending[cell.id] = self._pruned(cell, rung, verdict, self._epochs(cell))
                 return cell
         return None
 
@@ -309,7 +334,9 @@ class AshaPlan(CellList):
         self.val_images[cell.id] = stats.val_images
         epoch, max_epochs = stats.epoch, cell.config["train.max_epochs"]
         best = best_of(seen, mode)
-        if epoch not in self.schedule.rungs(max_epochs) or not math.isfinite(best):
+        if epoch not in self.schedule.rungs(max_epochs):
+            return self._overtaken(cell, epoch) if self.schedule.promote else None
+        if not math.isfinite(best):
             return None
         if not self.schedule.promote:
             finite = [v for v in seen if math.isfinite(v)]
@@ -331,9 +358,26 @@ class AshaPlan(CellList):
                             f"{verdict.rank} of the {verdict.reached} cells there so far; "
                             f"{ahead}")
 
+    def _overtaken(self, cell: Cell, epoch: int) -> Stop | None:
+        """A pausing `Stop` for a cell that went on from its rung while the rung was open and
+        no longer ranks there, since cells that reached the rung after it outrank it: it waits
+        at that rung from its next epoch, as it would have had they arrived first, and goes
+        on or ends when the rung decides (its extra epochs stay in its history)."""
+        rung = self._rung_below(cell, epoch)
+        monitor, _ = self._monitor(cell.config)
+        value = self.rungs.records.get((monitor, rung), {}).get(cell.id)
+        if value is None:
+            return None
+        verdict = self._verdict(cell, rung, self._closed_rungs())
+        if verdict.goes_on:
+            return None
+        return Stop(PAUSED, f"waits at the epoch-{rung} rung again after epoch {epoch}: "
+                            f"{monitor} {value:.4f} there now ranks {verdict.rank} of the "
+                            f"{verdict.reached} cells there so far; the top {verdict.keep} go on")
+
     def paused(self, cell: Cell, paused: Paused) -> None:
         self.running.pop(cell.id, None)
-        self.waiting[cell.id] = (cell, paused.epoch)
+        self.waiting[cell.id] = (cell, self._rung_below(cell, paused.epoch))
 
     def passed_over(self, cell: Cell) -> None:
         self.done(cell, None)
@@ -359,7 +403,9 @@ class AshaPlan(CellList):
         k = self.schedule.within_se
         noise = (f", and those within {verdict.band:.4f} of {verdict.cutoff:.4f} (within_se "
                  f"{k:g})" if k > 0 and verdict.keep else "")
-        return Stop("pruned", f"pruned at epoch {rung} (ASHA rung, reduction factor "
+        where = (f"epoch {rung}" if epoch in (0, rung) else
+                 f"the epoch-{rung} rung after {epoch} epochs")
+        return Stop("pruned", f"pruned at {where} (ASHA rung, reduction factor "
                               f"{self.schedule.reduction_factor}): {monitor} {value:.4f} ranks "
                               f"{verdict.rank} of the {verdict.reached} cells that reached this "
                               f"rung; the top {verdict.keep} go on{noise}", epoch)

@@ -217,6 +217,18 @@ def test_the_leader_of_the_last_rung_trains_on_once_no_new_cell_is_left(write_gr
     assert {ended[c.name].epoch for c in (c2, c3)} == {1}
 
 
+def test_with_one_worker_the_leader_of_the_last_rung_waits_for_its_rivals(write_grid):
+    cells = load_grid(write_grid(SCRIPTED.replace("max_epochs: 20", "max_epochs: 5"))).cells()
+    c0, c1, c2, c3 = cells[:4]
+    curves = {c0.name: [0.60, 0.62, 0.65, 0.66, 0.67], c1.name: [0.50, 0.60, 0.70, 0.72, 0.73],
+              c2.name: [0.30] * 5, c3.name: [0.20] * 5}
+    # c0 reaches the last rung first, then no new cell is left and c1 may still overtake it;
+    # nothing else trains, so training it on would only train it before c1, not beside it
+    ended = _drive(AshaPlan([c0, c1, c2, c3], 4, Schedule("asha", 1, 3)), curves)
+    assert ended == {c0.name: (3, "pruned"), c1.name: (5, "trained"),
+                     c2.name: (1, "pruned"), c3.name: (1, "pruned")}
+
+
 def test_a_relaunch_finds_the_cells_a_dead_launch_left_waiting_at_a_rung(write_grid):
     cells = list(reversed(load_grid(write_grid(SCRIPTED)).cells()))  # the best first
     curves = {c.name: [0.5 - 0.05 * i + 0.001 * e for e in range(1, 21)]

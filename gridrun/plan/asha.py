@@ -26,11 +26,12 @@ Two rules keep the workers busy to the end without training more:
 - A cell that went on from a rung while more cells could still reach it waits there again,
   from its next epoch, once cells that came later outrank it (`_overtaken`): as if they had
   come first. It goes on again if it ranks when the rung fills, else ends on its checkpoint.
-- Once no new cell is left, the leader of a cell's last rung goes on at once
-  (`promotion_quota(last=True)`): one goes on from that rung in the end, and waiting for its
-  rivals would leave a worker idle while they train to it, then the winner train on alone.
+- Once no new cell is left, while another cell trains, the leader of a cell's last rung goes
+  on at once (`promotion_quota(leader_goes_on=True)`): one goes on from that rung in the end,
+  and waiting for its rivals would leave a worker idle while they train to it, then the
+  winner train on alone.
 On report 001's grid (2 workers) the two cut the replayed wall time by 13 % on average over
-51 orders and by 18 % in the worst, at the same epochs; with one worker nothing changes.
+51 orders and by 18 % in the worst, at the same epochs; one worker never meets either.
 
 With `promote: false`, each cell is decided at once as it reaches a rung, among the cells that
 reached it so far (rounded up), like Ray Tune's ASHAScheduler: nothing pauses, but the first
@@ -75,18 +76,20 @@ def keep_count(reached: int, reduction_factor: int) -> int:
     return max(1, math.ceil(reached / reduction_factor))
 
 
-def promotion_quota(reached: int, reduction_factor: int, closed: bool, last: bool = False) -> int:
+def promotion_quota(reached: int, reduction_factor: int, closed: bool,
+                    leader_goes_on: bool = False) -> int:
     """How many of the cells that reached a rung go on when cells wait there to be promoted:
     while more may still arrive, the top 1/eta rounded down (Li et al.: the first cell at a
     rung waits for rivals); once none can, the top 1/eta rounded up, as `keep_count`.
 
-    At a cell's `last` rung (the deepest below its `max_epochs`), at least one goes on while
-    it is open too. One goes on from it in the end whatever arrives, so its leader trains on
-    at once instead of waiting for rivals that can take most of the launch to arrive, while
-    the other worker idles at the end (a rival that overtakes it pauses it again)."""
+    With `leader_goes_on` (a cell's last rung, once no new cell is left and while another
+    trains), at least one goes on while the rung is open too. One goes on from it in the end
+    whatever arrives, so its leader trains on at once instead of waiting for rivals that can
+    take most of the launch to arrive, while a worker idles (a rival that overtakes it pauses
+    it again: `AshaPlan._overtaken`)."""
     if closed:
         return keep_count(reached, reduction_factor)
-    return max(reached // reduction_factor, 1 if last and reached else 0)
+    return max(reached // reduction_factor, 1 if leader_goes_on and reached else 0)
 
 
 def standard_error(monitor: str, value: float, val_images: int, recent: list[float]) -> float:
@@ -196,7 +199,8 @@ class AshaPlan(CellList):
             trained = len(self.seen.get(cell.id, []))
             if schedule.promote and trained in schedule.rungs(cell.config["train.max_epochs"]):
                 self.waiting[cell.id] = (cell, trained)  # an earlier launch left it at a rung
-            elif trained:  # it was training when that launch ended: it trains on first
+            elif trained:  # it was training when that launch ended: it trains on first (one
+                # that waited past its rung, outranked there, trains one epoch, then waits again)
                 self.fresh.appendleft(cell)
             else:
                 self.fresh.append(cell)
@@ -276,11 +280,12 @@ class AshaPlan(CellList):
 
     def _verdict(self, cell: Cell, rung: int, closed: set[int]) -> Verdict:
         monitor, mode = self._monitor(cell.config)
-        # the leader of a cell's last rung trains on once no new cell is left to start (the
-        # one a free worker would otherwise wait beside: `promotion_quota`)
-        last = not self.fresh and rung == self._rung_below(cell, cell.config["train.max_epochs"])
+        # the leader of a cell's last rung trains on once no new cell is left to start, while
+        # another cell trains (a worker would wait beside it: `promotion_quota`)
+        leads = (not self.fresh and rung == self._rung_below(cell, cell.config["train.max_epochs"])
+                 and any(i != cell.id and i not in self.ending for i in self.running))
         keep = promotion_quota(self.rungs.reached(monitor, rung), self.schedule.reduction_factor,
-                               rung in closed, last)
+                               rung in closed, leads)
         recent = [v for v in self.seen.get(cell.id, [])[:rung] if math.isfinite(v)]
         images = self.val_images.get(cell.id, 0)
         return self.rungs.standing(monitor, mode, rung, cell.id, keep,

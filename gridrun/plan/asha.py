@@ -31,7 +31,7 @@ Two rules keep the workers busy to the end without training more:
   and waiting for its rivals would leave a worker idle while they train to it, then the
   winner train on alone.
 On report 001's grid (2 workers) the two cut the replayed wall time by 13 % on average over
-51 orders and by 18 % in the worst, at the same epochs; one worker never meets either.
+51 orders and by 18 % in the worst, with no more epochs; one worker never meets either.
 
 With `promote: false`, each cell is decided at once as it reaches a rung, among the cells that
 reached it so far (rounded up), like Ray Tune's ASHAScheduler: nothing pauses, but the first

@@ -56,8 +56,19 @@ def cached(name: str, digest: str, build: Callable[[], ImageSet], source: str) -
             pass
     images = build()
     images.source = source
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_suffix(f".tmp{os.getpid()}")
-    torch.save({k: v for k, v in images.__dict__.items() if k != "cache_file"}, tmp)
-    os.replace(tmp, file)  # atomic: a concurrent or killed launch never sees half a file
+    write_whole(file, lambda tmp: torch.save(
+        {k: v for k, v in images.__dict__.items() if k != "cache_file"}, tmp))
     return open_cached(file)
+
+
+def write_whole(file: Path, save: Callable[[Path], None]) -> None:
+    """`save` into a temporary file of this process's beside `file`, then rename it onto
+    `file`: a concurrent or killed launch sees the whole file or none (the temporary one is
+    removed if `save` fails)."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f"{file.name}.tmp{os.getpid()}")
+    try:
+        save(tmp)
+        os.replace(tmp, file)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import GridError
+from .cache import write_whole
 from .images import ImageSet
 
 SPLIT_KEYS = ("data.val_fraction", "data.val_size", "data.train_size", "data.test_size",
@@ -182,11 +182,12 @@ def _kept_rows(images: ImageSet, settings: tuple) -> dict[str, np.ndarray]:
     except (OSError, KeyError, ValueError):
         pass
     rows = _split_rows(images, *settings)
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file, not a name: np.savez would add ".npz" to it
+            np.savez(f, **rows)
     try:
-        file.parent.mkdir(exist_ok=True)
-        tmp = file.with_name(f"{key}.tmp{os.getpid()}.npz")
-        np.savez(tmp, **rows)
-        os.replace(tmp, file)  # atomic: another process reads all of it or nothing
+        write_whole(file, save)
     except OSError:
         pass
     return rows

@@ -29,10 +29,9 @@ from .signals import signal_name
 
 def import_recording_code(models: bool = True) -> None:
     """Pay, while the workers train, the one-time costs of recording that would otherwise fall
-    on the first or the best cell's recording at the end of the launch (about three seconds):
+    on the first or the best cell's recording at the end of the launch (about 2.5 seconds):
     importing matplotlib and, when `models` are logged, MLflow's pytorch flavor and
-    torch.export, MLflow's map of installed packages (read when a model's requirements are
-    checked) and torch.export's first trace."""
+    torch.export, and torch.export's first trace."""
     try:
         from ..results import figures  # noqa: F401
 
@@ -40,9 +39,7 @@ def import_recording_code(models: bool = True) -> None:
             return
         import mlflow.pytorch  # noqa: F401
         import torch
-        from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
 
-        warn_dependency_requirement_mismatches([f"torch=={torch.__version__.split('+')[0]}"])
         torch.export.export(torch.nn.Linear(2, 2), (torch.zeros(1, 2),))
     except Exception:  # noqa: BLE001 - only a head start: the real calls report any error
         pass
@@ -55,7 +52,7 @@ class RecordingWarmUp:
 
     Not later, when the first worker idles: a grid's cells often end together (the same epochs,
     the same model sizes), and then nothing idles before the last cell ends and all of the
-    warm-up (about three seconds of CPU) fell after it, where the launch waits for nothing
+    warm-up (about 2.5 seconds of CPU) fell after it, where the launch waits for nothing
     else. Not sooner: the warm-up's CPU is then the cells' (the last ones share it at most)."""
 
     def __init__(self, models: bool = True) -> None:

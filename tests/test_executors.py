@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from gridrun.executors import default_split
+from gridrun.executors import FORK_SERVER_OF, default_split, warm_up
 from gridrun.launch import SilentProgress, launch
 from gridrun.spec.load import load_grid
 
@@ -170,3 +174,40 @@ def test_bf16_is_refused_before_anything_is_created_where_the_cpu_cannot_compute
         f"error: {path}: train.precision: bf16 is not computed natively on a CPU without AMX or "
         "AVX512-BF16 (it would be slower than fp32); allowed there: fp32")
     assert not (tmp_path / "m.db").exists()
+
+
+def test_only_the_fork_server_of_a_launch_ends_without_tearing_its_modules_down():
+    """The fork server holds the launch's stdout open until it is gone: it skips the teardown
+    of torch and the rest (1.2-1.5 s), and only a process whose parent the environment names
+    does; any other process that imports the worker module ends as usual."""
+    script = textwrap.dedent("""
+        import atexit, os, sys
+        atexit.register(print, "torn down")  # runs after any exit handler registered later
+        os.environ["GRIDRUN_FORK_SERVER_OF"] = sys.argv[1]
+        import gridrun.executors.worker
+    """)
+
+    def ended(launcher: int) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", script, str(launcher)], capture_output=True,
+                              text=True, timeout=120)
+
+    as_fork_server = ended(os.getpid())  # this test's process is the child's parent
+    elsewhere = ended(os.getppid())
+    assert (as_fork_server.returncode, as_fork_server.stdout) == (0, ""), as_fork_server.stderr
+    assert (elsewhere.returncode, elsewhere.stdout) == (0, "torn down\n"), elsewhere.stderr
+
+
+def test_warm_up_names_the_launching_process_to_the_fork_server_alone():
+    warm_up()
+    assert FORK_SERVER_OF not in os.environ
+    servers = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"multiprocessing.forkserver" in (
+                    entry / "cmdline").read_bytes() and (entry / "stat").read_text().rsplit(
+                    ")", 1)[1].split()[1] == str(os.getpid()):
+                servers.append((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:  # a process that ended meanwhile
+            continue
+    assert len(servers) == 1
+    assert f"{FORK_SERVER_OF}={os.getpid()}".encode() in servers[0]

@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # this module stays light: the CLI calls warm_up() before imp
 
 EXECUTORS = ("local", "inline", "ray")
 WORKER_MODULE = "gridrun.executors.worker"  # what the fork server imports once for every worker
+# set, for the fork server `warm_up` starts, to the launching process's pid (`worker.py`)
+FORK_SERVER_OF = "GRIDRUN_FORK_SERVER_OF"
 
 
 class Executor(Protocol):
@@ -74,11 +76,16 @@ def cpu_count() -> int:
 def warm_up() -> None:
     """Start the fork server that worker processes are forked from, now: it imports torch and
     the training code (about a second) while the launching process reads the grid, the data
-    and the store, instead of after."""
+    and the store, instead of after. The fork server alone is told (`FORK_SERVER_OF`, in its
+    environment) that it may end without tearing its modules down (`worker.py`)."""
     if "forkserver" in mp.get_all_start_methods():
         from multiprocessing import forkserver
         forkserver.set_forkserver_preload([WORKER_MODULE])
-        forkserver.ensure_running()
+        os.environ[FORK_SERVER_OF] = str(os.getpid())
+        try:
+            forkserver.ensure_running()
+        finally:
+            del os.environ[FORK_SERVER_OF]
 
 
 def default_split(cells_to_run: int, uses_gpu: bool, gpus: int = 0,

@@ -5,9 +5,17 @@ This module is what the fork server imports once for every worker (`WORKER_MODUL
 imports each worker's first cell would otherwise pay happen here, once: torch, the training
 code, the splits' sklearn, and torch._dynamo, which torch.optim imports lazily when the first
 optimizer is built (about a second). The launching process never imports it.
+
+The fork server ends once its launching process has exited. Started by that process, it holds
+the process's stdout and stderr open until it is gone, and tearing torch, sklearn and dynamo
+down module by module took it 1.2-1.5 s: whatever read the launch's output through a pipe (a
+script, a CI log, `| tee`) waited that long after the launch had ended. So the fork server
+(and no other process that imports this module) ends without that teardown: it holds nothing
+to flush or save.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import threading
@@ -19,10 +27,14 @@ import torch
 import torch._dynamo
 
 from ..data.cache import open_cached
+from . import FORK_SERVER_OF
 from .runner import CellRunner
 from .wire import recv, send
 
 ORPHAN_CHECK_SECONDS = 1.0
+
+if os.environ.get(FORK_SERVER_OF) == str(os.getppid()):  # this is the fork server `warm_up` started
+    atexit.register(os._exit, 0)  # the last exit handler registered runs first
 
 
 def exit_when_orphaned(launcher: int) -> None:

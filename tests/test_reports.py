@@ -48,6 +48,7 @@ def test_every_child_run_has_its_reports_and_the_best_one_its_figures(digits_lau
     runs = _child_runs(client, report)
     best = max(runs, key=lambda r: r.data.metrics["test_acc"])
     for run in runs:
+        assert run.data.tags["gridrun.device"] == "cpu"  # where it trained, with its outcome
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert CELL_FILES <= files, CELL_FILES - files
         if run is best:  # track.figures: best (the default)

@@ -281,8 +281,6 @@ def record_result(recorder: Recorder, experiment_id: str, run_id: str, cell: Cel
     if with_model and result.model is not None and result.example_input is not None:
         model_id = log_model(recorder, experiment_id, run_id, result.model,
                              result.example_input, cell.name, cell.config)
-    if result.device:
-        recorder.set_tags(run_id, {T.DEVICE: result.device})
     recorder.cells.finish(run_id, result, cell, model_id)
 
 

@@ -90,7 +90,8 @@ class CellRuns(RunWrites):
         """The cell's final figures (one value each, at step 0, as MLflow logs a metric without a
         step: its chart view draws them as bars, apart from the per-epoch curves; linked to the
         cell's logged model when it has one), its outcome, its description (what it varies and
-        how it ended, in a sentence: MLflow's run description), and FINISHED."""
+        how it ended, in a sentence: MLflow's run description), the device it trained on, and
+        FINISHED."""
         ts = now_ms()
         metrics = [Metric(k, float(v), ts, 0, model_id=model_id)
                    for k, v in result.final_metrics().items()]
@@ -98,6 +99,8 @@ class CellRuns(RunWrites):
         tags = [RunTag(T.OUTCOME, result.outcome), RunTag(T.REASON, result.reason[:5000]),
                 RunTag(T.PARAMS_TOTAL, str(result.params_total)),
                 RunTag(T.PARAMS_TRAINABLE, str(result.params_trainable))]
+        if result.device:
+            tags.append(RunTag(T.DEVICE, result.device))
         if cell is not None:
             tags.append(RunTag(MLFLOW_RUN_NOTE, describe_cell(cell, result)))
         self.client.log_batch(run_id, metrics=metrics, tags=tags)

@@ -135,12 +135,18 @@ def test_a_callback_can_stop_training(digits):
     assert (result.outcome, result.epochs_run) == ("pruned", 2)
 
 
-def _cpu_vendor() -> str:
-    """GenuineIntel, AuthenticAMD, ...: float32 kernels, and so the golden numbers, differ."""
+def _cpu_kernels() -> str:
+    """The CPU's vendor (GenuineIntel, AuthenticAMD, ...) and the vector instruction set torch's
+    kernels dispatch on (AVX512, AVX2, ...): float32 kernels, and so the golden numbers,
+    differ by both."""
+    import torch
+
+    vendor = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("vendor_id"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+            vendor = line.split(":", 1)[1].strip()
+            break
+    return f"{vendor} {torch.backends.cpu.get_cpu_capability()}"
 
 
 @pytest.fixture
@@ -160,10 +166,10 @@ def test_golden_numbers_of_seeded_cells_are_unchanged(digits, two_threads):
     """The loop's numbers for two seeded cells, recorded before the TrainState refactor: any
     change to the order of random draws, the loss or the schedule moves them."""
     golden = json.loads((Path(__file__).parent / "data" / "golden_cells.json").read_text())
-    vendor = _cpu_vendor()
-    assert vendor in golden["cells"], (f"no golden numbers recorded for a {vendor} CPU; record "
-                                       "them from the commit before a change (see 'about')")
-    for name, expected in golden["cells"][vendor].items():
+    kernels = _cpu_kernels()
+    assert kernels in golden["cells"], (f"no golden numbers recorded for a {kernels} CPU; record "
+                                        "them from the commit before a change (see 'about')")
+    for name, expected in golden["cells"][kernels].items():
         cfg = config.resolve({**expected["settings"], "train.memory_format": "contiguous"})
         result = train_cell(cfg, digits)
         history = [v for s in result.history

@@ -180,10 +180,10 @@ def test_only_the_fork_server_of_a_launch_ends_without_tearing_its_modules_down(
     """The fork server holds the launch's stdout open until it is gone: it skips the teardown
     of torch and the rest (1.2-1.5 s), and only a process whose parent the environment names
     does; any other process that imports the worker module ends as usual."""
-    script = textwrap.dedent("""
+    script = textwrap.dedent(f"""
         import atexit, os, sys
         atexit.register(print, "torn down")  # runs after any exit handler registered later
-        os.environ["GRIDRUN_FORK_SERVER_OF"] = sys.argv[1]
+        os.environ[{FORK_SERVER_OF!r}] = sys.argv[1]
         import gridrun.executors.worker
     """)
 

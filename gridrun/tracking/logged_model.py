@@ -48,8 +48,7 @@ def log_model(recorder: Recorder, experiment_id: str, run_id: str, model: torch.
     logged = recorder.client.create_logged_model(
         experiment_id, name=model_name(name), source_run_id=run_id,
         params={k: format_param(v)[:MAX_PARAM_LENGTH] for k, v in (params or {}).items()})
-    # log_model resolves the store globally
-    # (the requirements: torch's, and MLflow's own pin, which MLflow adds)
+    # log_model resolves the store globally; its requirements are torch's and MLflow's own pin
     with global_tracking_uri(recorder.tracking_uri), _requirements_mapped(["torch", "mlflow"]):
         info = mlflow.pytorch.log_model(
             model, name="model", run_id=run_id, model_id=logged.model_id,

@@ -20,6 +20,7 @@ def test_a_model_names_this_environments_torch_and_mlflow_without_a_scan_of_ever
     scans = []
     scan = importlib_metadata.packages_distributions
     monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a new process
+    monkeypatch.setattr(requirements_utils, "_PACKAGES_TO_MODULES", None)
     monkeypatch.setattr(importlib_metadata, "packages_distributions",
                         lambda: scans.append("scan") or scan())
     recorder = Recorder(tracking_uri)
@@ -31,7 +32,9 @@ def test_a_model_names_this_environments_torch_and_mlflow_without_a_scan_of_ever
                          "lenet-lr0_01", {"optim.lr": 0.01})
 
     assert scans == []
-    assert requirements_utils._MODULES_TO_PACKAGES is None  # built in full when next needed
+    # as it was: built in full when next needed
+    assert (requirements_utils._MODULES_TO_PACKAGES, requirements_utils._PACKAGES_TO_MODULES) \
+        == (None, None)
     mlflow.set_tracking_uri(tracking_uri)
     folder = mlflow.artifacts.download_artifacts(f"models:/{model_id}")
     with open(f"{folder}/requirements.txt") as f:

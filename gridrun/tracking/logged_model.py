@@ -75,8 +75,10 @@ def _requirements_mapped(packages: list[str]):
     if getattr(requirements_utils, "_MODULES_TO_PACKAGES", ()) is not None:
         yield
         return
+    reverse = getattr(requirements_utils, "_PACKAGES_TO_MODULES", None)
     requirements_utils._MODULES_TO_PACKAGES = {name: [name] for name in packages}
     try:
         yield
-    finally:  # the next user of MLflow's map (requirement inference, say) builds it in full
+    finally:  # as it was: the next user of the map (requirement inference, say) builds it in full
         requirements_utils._MODULES_TO_PACKAGES = None
+        requirements_utils._PACKAGES_TO_MODULES = reverse

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from gridrun.executors import FORK_SERVER_OF, default_split, warm_up
+from gridrun.executors import FORK_SERVER_OF, choose_executor, default_split, warm_up
 from gridrun.launch import SilentProgress, launch
 from gridrun.spec.load import load_grid
 
@@ -100,6 +100,28 @@ def test_a_killed_worker_fails_its_cell_and_the_grid_finishes(write_grid, tmp_pa
     for worker, seen in inspector.looked.items():
         assert not seen["store_open"], f"worker {worker} opened the tracking store"
         assert seen["maps_cache"], f"worker {worker} does not map the dataset's cache file"
+
+
+def test_one_cell_runs_in_the_launching_process_and_starts_no_fork_server(tmp_path, monkeypatch):
+    """`auto` runs a single cell inline, and neither the CLI nor the launch then starts the
+    workers' fork server (about 4 s of CPU beside the cell, for nothing); more cells, or an
+    executor asked for, go where they are asked."""
+    from click.testing import CliRunner
+
+    import gridrun.executors
+    from gridrun.cli import cli
+
+    assert [choose_executor(e, 1) for e in (None, "auto", "local", "ray")] == [
+        "inline", "inline", "local", "ray"]
+    assert [choose_executor(e, 2) for e in (None, "auto", "inline")] == [
+        "local", "local", "inline"]
+    started = []
+    monkeypatch.setattr(gridrun.executors, "warm_up", lambda: started.append("fork server"))
+    done = CliRunner().invoke(cli, [
+        "cell", "--set", "data.dataset=digits", "--set", "model.name=lenet",
+        "--set", "train.max_epochs=1", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"])
+    assert done.exit_code == 0, done.output
+    assert "ran 1 cells" in done.output and started == []
 
 
 def test_default_split_is_one_single_thread_worker_per_core_capped_by_the_cells():

@@ -12,8 +12,10 @@ from .app import all_overrides, cli, execution_options, overrides_option, quiet_
 def _run_launch(grid, options: dict) -> None:
     """Launch with a live progress display (`options`: `LaunchOptions`' fields, as click parsed
     them); report, and exit 1 if any cell failed."""
-    if (options["executor"] or grid.execution.get("executor")) not in ("inline", "ray"):
-        from ..executors import warm_up
+    from ..executors import choose_executor, warm_up
+
+    if choose_executor(options["executor"] or grid.execution.get("executor"),
+                       grid.planned()) == "local":
         warm_up()  # the workers' imports overlap ours
     from ..launch import LaunchOptions, launch
     from ..launch.progress import ConsoleProgress

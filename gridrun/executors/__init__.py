@@ -88,6 +88,15 @@ def warm_up() -> None:
             del os.environ[FORK_SERVER_OF]
 
 
+def choose_executor(executor: str | None, planned: int) -> str:
+    """The executor a launch of `planned` cells uses: the one asked for, else (`auto`) the
+    inline executor for a single cell, where a worker process would only add its start (and
+    its fork server, about 4 s of CPU), and worker processes on this machine for more."""
+    if executor in (None, "auto"):
+        return "inline" if planned == 1 else "local"
+    return executor
+
+
 def default_split(cells_to_run: int, uses_gpu: bool, gpus: int = 0,
                   cores: int | None = None) -> tuple[int, int]:
     """(workers, threads per worker) when the user sets neither (see the module docstring)."""

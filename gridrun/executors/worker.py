@@ -3,11 +3,13 @@ sent, one after another, and sends back each epoch and each result.
 
 This module is what the fork server imports once for every worker (`WORKER_MODULE`), so the
 imports each worker's first cell would otherwise pay happen here, once: torch, the training
-code, the splits' sklearn, and torch._dynamo, which torch.optim imports lazily when the first
-optimizer is built (about a second). The launching process never imports it.
+code, and torch._dynamo, which torch.optim imports lazily when the first optimizer is built
+(about two seconds of CPU). Not scikit-learn: the launch has found every split's rows before
+it starts a worker, and kept them beside the decode cache (`launch.preflight.prepare_data`).
+The launching process never imports this module.
 
 The fork server ends once its launching process has exited. Started by that process, it holds
-the process's stdout and stderr open until it is gone, and tearing torch, sklearn and dynamo
+the process's stdout and stderr open until it is gone, and tearing torch and dynamo
 down module by module took it 1.2-1.5 s: whatever read the launch's output through a pipe (a
 script, a CI log, `| tee`) waited that long after the launch had ended. So the fork server
 (and no other process that imports this module) ends without that teardown: it holds nothing
@@ -22,7 +24,6 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
-import sklearn.model_selection  # noqa: F401
 import torch
 import torch._dynamo
 

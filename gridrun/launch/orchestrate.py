@@ -251,9 +251,10 @@ def _prepare(grid: Grid, options: LaunchOptions):
     if executor == "ray":
         from ..executors.cluster import connect
         started_ray = connect(options.address or grid.execution.get("address"))
-    elif executor != "inline":
-        from ..executors import warm_up
-        warm_up()  # the workers' fork server imports torch while the data is read
+    else:
+        from ..executors import choose_executor, warm_up
+        if choose_executor(executor, grid.planned()) == "local":
+            warm_up()  # the workers' fork server imports torch while the data is read
     try:
         if grid.search is not None:
             from ..plan.search import probe_cells
@@ -265,7 +266,7 @@ def _prepare(grid: Grid, options: LaunchOptions):
         sizes = check_models(grid, cells, images)
         # workers and threads follow from the grid's size, not from what is left of it, so a
         # cell trains with the same threads (and gives the same numbers) whichever launch runs it
-        planned = grid.search.n_trials if grid.search is not None else len(cells)
+        planned = grid.planned()
         run_with = _execution(grid, cells, planned, options.executor, options.workers,
                               options.threads)
         from ..executors import make_executor
@@ -286,7 +287,7 @@ def _execution(grid: Grid, cells: list[Cell], planned: int, executor: str | None
     """The executor, workers and threads of this launch: arguments, else the grid file's
     `execution:` section, else the defaults of `gridrun.executors` (and the inline executor
     when a single cell is to run: a worker process would only add its start)."""
-    from ..executors import cpu_count, default_split
+    from ..executors import choose_executor, cpu_count, default_split
     from ..train.precision import select_device
 
     settings = dict(grid.execution)
@@ -309,8 +310,7 @@ def _execution(grid: Grid, cells: list[Cell], planned: int, executor: str | None
         import torch
         gpus = torch.cuda.device_count()
     auto_workers, _ = default_split(max(planned, 1), "cuda" in devices, gpus)
-    if settings.get("executor", "auto") == "auto":  # one cell: no process to start for it
-        settings["executor"] = "inline" if planned == 1 else "local"
+    settings["executor"] = choose_executor(settings.get("executor"), planned)
     if settings["executor"] == "inline":
         settings["workers"] = 1
     if settings.get("workers", "auto") == "auto":

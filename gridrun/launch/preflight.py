@@ -9,7 +9,7 @@ import torch
 
 from ..data.images import ImageSet, dataset_key
 from ..data.sources import load_dataset
-from ..data.splits import check_sizes
+from ..data.splits import SPLIT_KEYS, check_sizes, split_for
 from ..errors import GridError
 from ..models import count_params
 from ..models.backbones import check_weights
@@ -20,8 +20,14 @@ from ..train.recipe import build_cell_model
 
 
 def prepare_data(grid: Grid, cells: list[Cell], data_dir: str | None) -> dict[tuple, ImageSet]:
-    """Load every dataset the grid uses and check every subset size, before any run exists."""
+    """Load every dataset the grid uses and check every subset size, before any run exists.
+
+    Then find each split's rows, once per dataset and split settings: they are kept beside the
+    dataset's decode cache (`gridrun.data.splits`), where every worker reads them. So no worker
+    imports scikit-learn to split (about 2 s of CPU per process), and the launch, which names
+    the rows in each run's dataset inputs, splits no later than it would have."""
     images: dict[tuple, ImageSet] = {}
+    split: set[tuple] = set()
     for cell in cells:
         cfg = cell.config
         key = dataset_key(cfg)
@@ -29,6 +35,10 @@ def prepare_data(grid: Grid, cells: list[Cell], data_dir: str | None) -> dict[tu
             images[key] = load_dataset(key[0], data_dir, key[1])
         check_sizes(images[key], cfg["data.val_fraction"], cfg["data.train_size"],
                     cfg["data.test_size"], grid.path, cfg["data.val_size"])
+        settings = (key, *(cfg[k] for k in SPLIT_KEYS))
+        if settings not in split:
+            split.add(settings)
+            split_for(cfg, images[key])
     return images
 
 

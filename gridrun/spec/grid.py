@@ -81,6 +81,10 @@ class Grid:
         """Number of combinations before exclusions and de-duplication."""
         return math.prod(len(a.values) for a in self.axes) * max(len(self.seeds), 1)
 
+    def planned(self) -> int:
+        """How many cells a launch of this grid plans: a search's trials, else its cells."""
+        return self.search.n_trials if self.search is not None else len(self.cells())
+
     def cells(self) -> list[Cell]:
         """The cells in grid order; with `only`, those whose axes take one of the kept levels
         (each keeps its place and id in the whole grid, so its runs are the whole grid's)."""

@@ -43,6 +43,12 @@ def _launch(path: Path, uri: str, *extra: str) -> list[str]:
     return _cli("launch", str(path), "--tracking-uri", uri, "--threads", "1", *extra)
 
 
+# For launches whose subject is which launch trains which cell (concurrency, status, a search,
+# rungs): no model and no figures, about 5 s of CPU per launch that tests/test_launch.py and
+# tests/test_reports.py spend on what they record; the kills at any moment keep them
+UNRECORDED = ("--log-model", "none", "--figures", "none")
+
+
 def _run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
 
@@ -108,6 +114,11 @@ def grid_file(tmp_path_factory) -> Path:
     return path
 
 
+# A module fixture is built once per xdist worker that runs a test using it: the tests that
+# compare with `reference` share a worker, which launches the reference grid once, not twice
+SHARES_REFERENCE = pytest.mark.xdist_group("durability-reference")
+
+
 @pytest.fixture(scope="module")
 def reference(grid_file, tmp_path_factory) -> dict[str, tuple]:
     """The grid launched once, never interrupted."""
@@ -118,6 +129,7 @@ def reference(grid_file, tmp_path_factory) -> dict[str, tuple]:
     return _finished_numbers(uri)
 
 
+@SHARES_REFERENCE
 @pytest.mark.parametrize("moment, workers, pattern", [
     ("before the first epoch", 1, r"\] lr0_\d+ starting"),
     ("mid-epoch", 1, r"\] lr0_\d+ epoch 3/"),
@@ -187,7 +199,8 @@ def test_status_of_a_grid_never_launched_is_all_pending_and_creates_nothing(grid
 def test_status_shows_a_live_launchs_cells_running_and_exits_0_only_at_the_end(grid_file,
                                                                              tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = subprocess.Popen(_launch(grid_file, uri, "--workers", "1"), cwd=tmp_path, env=ENV,
+    proc = subprocess.Popen(_launch(grid_file, uri, "--workers", "1", *UNRECORDED), cwd=tmp_path,
+                            env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         for line in proc.stdout:
@@ -231,6 +244,7 @@ def _grandchildren(pid: int) -> list[int]:
     return [p for p, parent in parents.items() if parents.get(parent) == pid]
 
 
+@SHARES_REFERENCE
 def test_a_cell_whose_worker_dies_is_retried_from_its_checkpoint(grid_file, reference, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = _kill_when(_launch(grid_file, uri, "--workers", "1", "--retries", "1"), tmp_path,
@@ -255,7 +269,7 @@ grid:
   train.label_smoothing: [0.0, 0.1]
 """)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    procs = [subprocess.Popen(_launch(path, uri, "--workers", "1"), cwd=tmp_path, env=ENV,
+    procs = [subprocess.Popen(_launch(path, uri, "--workers", "1", *UNRECORDED), cwd=tmp_path, env=ENV,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(4)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
@@ -285,7 +299,7 @@ search:
     optim.lr: {low: 0.0005, high: 0.005, log: true}
 """)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = _launch(path, uri, "--workers", "1")
+    cmd = _launch(path, uri, "--workers", "1", *UNRECORDED)
     first = _run(cmd, tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     _kill_when(cmd, tmp_path, r"epoch 2/6")  # the second launch's first trial, mid-way
@@ -327,13 +341,13 @@ def test_a_launch_killed_while_cells_wait_at_a_rung_is_finished_by_the_same_comm
     whole = tmp_path / "whole"
     whole.mkdir()
     uri = f"sqlite:///{whole / 'mlflow.db'}"
-    done = _run(_launch(path, uri, "--workers", "1"), whole)
+    done = _run(_launch(path, uri, "--workers", "1", *UNRECORDED), whole)
     assert done.returncode == 0, done.stdout + done.stderr
     assert ": paused (waits at the epoch-1 rung" in done.stderr + done.stdout
     reference = _finished_numbers(uri)
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = _launch(path, uri, "--workers", "1")
+    cmd = _launch(path, uri, "--workers", "1", *UNRECORDED)
     seen = _kill_when(cmd, tmp_path, r"\[2/6\] \S+: paused")
     paused = [name for name, runs in _cell_runs(uri).items()
               if runs[0].data.tags.get("gridrun.outcome") == "paused"]

@@ -20,6 +20,9 @@ from .conftest import REPO
 from .helpers import modules_loaded_by, record_cell
 
 REPO_GRIDS = REPO / "grids"
+# one xdist worker runs this module, so `launched` (a module fixture, built once per worker that
+# uses it) trains its grid once
+pytestmark = pytest.mark.xdist_group("summary")
 
 TABLE1_LIKE = """
     name: table1-like

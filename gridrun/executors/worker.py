@@ -9,11 +9,10 @@ it starts a worker, and kept them beside the decode cache (`launch.preflight.pre
 The launching process never imports this module.
 
 The fork server ends once its launching process has exited. Started by that process, it holds
-the process's stdout and stderr open until it is gone, and tearing torch and dynamo
-down module by module took it 1.2-1.5 s: whatever read the launch's output through a pipe (a
-script, a CI log, `| tee`) waited that long after the launch had ended. So the fork server
-(and no other process that imports this module) ends without that teardown: it holds nothing
-to flush or save.
+the process's stdout and stderr open until it is gone, and tearing its modules down one by one
+took it 1.2-1.5 s: whatever read the launch's output through a pipe (a script, a CI log,
+`| tee`) waited that long after the launch had ended. So the fork server (and no other process
+that imports this module) ends without that teardown: it holds nothing to flush or save.
 """
 from __future__ import annotations
 

@@ -132,29 +132,29 @@ def test_a_server_down_for_20_s_mid_launch_loses_nothing(write_grid, tmp_path):
     folder = tmp_path / "server"
     folder.mkdir()
     port = free_port()
-    server = start_mlflow_server(folder, port)
+    servers = [start_mlflow_server(folder, port)]  # all stopped however the test ends
     uri = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    launch = subprocess.Popen(
-        [sys.executable, "-m", "gridrun.cli", "launch", str(path), "--tracking-uri", uri,
-         "--workers", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
     try:
-        seen = ""
-        while not re.search(r"epoch 3/", seen):  # both workers train
-            line = launch.stdout.readline()
-            assert line or launch.poll() is None, seen
-            seen += line
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=30)
-        time.sleep(20)
-        assert launch.poll() is None, "the launch ended while the server was away:\n" + seen
-        server = start_mlflow_server(folder, port)
-        out, _ = launch.communicate(timeout=600)
-    finally:
-        if launch.poll() is None:
-            launch.kill()
-    try:
+        launch = subprocess.Popen(
+            [sys.executable, "-m", "gridrun.cli", "launch", str(path), "--tracking-uri", uri,
+             "--workers", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        try:
+            seen = ""
+            while not re.search(r"epoch 3/", seen):  # both workers train
+                line = launch.stdout.readline()
+                assert line or launch.poll() is None, seen
+                seen += line
+            os.killpg(servers[0].pid, signal.SIGKILL)
+            servers[0].wait(timeout=30)
+            time.sleep(20)
+            assert launch.poll() is None, "the launch ended while the server was away:\n" + seen
+            servers.append(start_mlflow_server(folder, port))
+            out, _ = launch.communicate(timeout=600)
+        finally:
+            if launch.poll() is None:
+                launch.kill()
         output = seen + out
         assert launch.returncode == 0, output[-4000:]
         assert "ran 4 cells, skipped 0 already finished, 0 failed" in output, output[-4000:]
@@ -168,5 +168,7 @@ def test_a_server_down_for_20_s_mid_launch_loses_nothing(write_grid, tmp_path):
                 steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
                 assert steps == list(range(1, epochs + 1)), (run.info.run_name, key, steps)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        for server in servers:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=30)

@@ -247,13 +247,16 @@ def _prepare(grid: Grid, options: LaunchOptions):
     missing Ray extra or an unreachable cluster is an error at once), the devices, the data and
     the models' sizes; then the executor, not yet started."""
     executor = options.executor or grid.execution.get("executor")
+    # workers and threads follow from the grid's size, not from what is left of it, so a cell
+    # trains with the same threads (and gives the same numbers) whichever launch runs it
+    planned = grid.planned()
     started_ray = False
     if executor == "ray":
         from ..executors.cluster import connect
         started_ray = connect(options.address or grid.execution.get("address"))
     else:
         from ..executors import choose_executor, warm_up
-        if choose_executor(executor, grid.planned()) == "local":
+        if choose_executor(executor, planned) == "local":
             warm_up()  # the workers' fork server imports torch while the data is read
     try:
         if grid.search is not None:
@@ -264,9 +267,6 @@ def _prepare(grid: Grid, options: LaunchOptions):
         check_devices(grid, cells)
         images = prepare_data(grid, cells, options.data_dir)  # data errors before the store is touched
         sizes = check_models(grid, cells, images)
-        # workers and threads follow from the grid's size, not from what is left of it, so a
-        # cell trains with the same threads (and gives the same numbers) whichever launch runs it
-        planned = grid.planned()
         run_with = _execution(grid, cells, planned, options.executor, options.workers,
                               options.threads)
         from ..executors import make_executor

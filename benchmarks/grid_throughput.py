@@ -199,6 +199,17 @@ def _stat(pid: int | str) -> list[str] | None:
         return None
 
 
+def _workers(launch: int) -> list[int]:
+    """The local executor's worker processes: the launch's grandchildren (its children are the
+    workers' fork server and multiprocessing's resource tracker)."""
+    found = []
+    for pid in _descendants(launch):
+        fields = _stat(pid)
+        if fields and fields[1] != str(launch):
+            found.append(pid)
+    return found
+
+
 def _descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -223,13 +234,10 @@ def _memory(pid: int) -> dict[str, int] | None:
                 parts = line.split()
                 if len(parts) >= 2 and parts[1].isdigit():
                     fields[parts[0].rstrip(":")] = int(parts[1]) // 1024
-        with open(f"/proc/{pid}/cmdline") as f:
-            cmdline = f.read()
     except OSError:
         return None
     return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0),
-            "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0),
-            "worker": "forkserver" in cmdline or "multiprocessing" in cmdline}
+            "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
 
 
 def gridrun_launch(data_dir: str, store: str, extra: list[str], options: list[str] = ()
@@ -249,9 +257,9 @@ def gridrun_launch(data_dir: str, store: str, extra: list[str], options: list[st
             launch["launcher_cpu"] = _cpu_seconds(proc.pid) or launch["launcher_cpu"]
             if time.perf_counter() - last_memory >= 2:  # reading smaps costs CPU: sparingly
                 last_memory = time.perf_counter()
-                for pid in _descendants(proc.pid):
+                for pid in _workers(proc.pid):
                     seen = _memory(pid)
-                    if seen and seen["worker"]:
+                    if seen:
                         peak = peaks.setdefault(pid, seen)
                         for key in ("rss", "pss", "uss"):
                             peak[key] = max(peak[key], seen[key])

@@ -2,17 +2,19 @@
 never open the tracking store, and survive a worker that dies."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from gridrun.executors import FORK_SERVER_OF, choose_executor, default_split, warm_up
+from gridrun.executors import FORK_SERVER_OF, choose_executor, default_split
 from gridrun.launch import SilentProgress, launch
 from gridrun.spec.load import load_grid
 
@@ -219,17 +221,56 @@ def test_only_the_fork_server_of_a_launch_ends_without_tearing_its_modules_down(
     assert (elsewhere.returncode, elsewhere.stdout) == (0, "torn down\n"), elsewhere.stderr
 
 
-def test_warm_up_names_the_launching_process_to_the_fork_server_alone():
-    warm_up()
-    assert FORK_SERVER_OF not in os.environ
-    servers = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and b"multiprocessing.forkserver" in (
-                    entry / "cmdline").read_bytes() and (entry / "stat").read_text().rsplit(
-                    ")", 1)[1].split()[1] == str(os.getpid()):
-                servers.append((entry / "environ").read_bytes().split(b"\0"))
-        except OSError:  # a process that ended meanwhile
-            continue
-    assert len(servers) == 1
-    assert f"{FORK_SERVER_OF}={os.getpid()}".encode() in servers[0]
+def _fork_server_of_a_fresh_process(with_a_thread: bool) -> dict:
+    """A fresh process (one thread, as the command line's; or with another thread, as a
+    notebook's) calls warm_up() and says what its fork server is, then exits."""
+    script = textwrap.dedent(f"""
+        import json, os, sys, threading, time
+        if {with_a_thread!r}:
+            threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        from gridrun.executors import FORK_SERVER_OF, warm_up
+        warm_up()
+        from multiprocessing import forkserver
+        pid = forkserver._forkserver._forkserver_pid
+        with open(f"/proc/{{pid}}/stat") as f:
+            parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{{pid}}/cmdline", "rb") as f, open("/proc/self/cmdline", "rb") as me:
+            forked = f.read() == me.read()
+        with open(f"/proc/{{pid}}/environ", "rb") as f:
+            named = f"{{FORK_SERVER_OF}}={{os.getpid()}}".encode() in f.read().split(bytes(1))
+        print(json.dumps({{"pid": pid, "parent_is_us": parent == os.getpid(), "forked": forked,
+                          "named_in_environ": named, "torch_here": "torch" in sys.modules,
+                          "left_in_environ": FORK_SERVER_OF in os.environ}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _ends_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_command_line_launch_forks_its_fork_server_instead_of_starting_an_interpreter():
+    """The command line's process (one thread) imports torch and forks the fork server from
+    itself, which so never imports torch again; the server ends once that process has."""
+    seen = _fork_server_of_a_fresh_process(with_a_thread=False)
+    assert seen["parent_is_us"] and seen["forked"] and seen["torch_here"], seen
+    assert not seen["left_in_environ"], seen
+    assert _ends_within(seen["pid"], 10), "the fork server outlived its launching process"
+
+
+def test_a_process_with_threads_gets_multiprocessings_own_fork_server_told_who_started_it():
+    """A fork could catch another thread holding a lock: with one, multiprocessing starts its
+    fork server as a new interpreter, and only its environment names the launching process
+    (the fork server alone may skip the teardown of its modules)."""
+    seen = _fork_server_of_a_fresh_process(with_a_thread=True)
+    assert seen["parent_is_us"] and not seen["forked"], seen
+    assert seen["named_in_environ"] and not seen["left_in_environ"], seen
+    assert _ends_within(seen["pid"], 10), "the fork server outlived its launching process"

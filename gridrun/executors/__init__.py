@@ -29,11 +29,14 @@ callable).
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import sys
+import threading
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 
-if TYPE_CHECKING:  # this module stays light: the CLI calls warm_up() before importing torch
+if TYPE_CHECKING:  # this module stays light: the CLI calls warm_up(), which imports torch
     from ..data.images import ImageSet
     from ..spec.grid import Cell
     from ..train.checkpoint import Where
@@ -74,18 +77,84 @@ def cpu_count() -> int:
 
 
 def warm_up() -> None:
-    """Start the fork server that worker processes are forked from, now: it imports torch and
-    the training code (about a second) while the launching process reads the grid, the data
-    and the store, instead of after. The fork server alone is told (`FORK_SERVER_OF`, in its
-    environment) that it may end without tearing its modules down (`worker.py`)."""
-    if "forkserver" in mp.get_all_start_methods():
-        from multiprocessing import forkserver
-        forkserver.set_forkserver_preload([WORKER_MODULE])
-        os.environ[FORK_SERVER_OF] = str(os.getpid())
-        try:
+    """Start the fork server that worker processes are forked from, now: it imports the
+    training code (torch._dynamo and the rest, about 2 s of CPU) while the launching process
+    imports MLflow and reads the grid, the data and the store, instead of after. The fork
+    server alone is told (`FORK_SERVER_OF`, in its environment) that it may end without
+    tearing its modules down (`worker.py`).
+
+    A launching process with no other thread (the command line's, which calls this first)
+    imports torch and then forks the fork server from itself, which so starts with torch
+    imported: multiprocessing would start a new interpreter that imports torch a second
+    time, 2.5-3 s of CPU in every launch on workers, on cores the cells share. Any other
+    process (a notebook's, one with threads, which a fork could catch holding a lock) gets
+    multiprocessing's own fork server."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return
+    from multiprocessing import forkserver
+    forkserver.set_forkserver_preload([WORKER_MODULE])
+    os.environ[FORK_SERVER_OF] = str(os.getpid())
+    try:
+        if threading.active_count() == 1 and os.path.isdir("/proc/self/fd"):
+            import torch  # noqa: F401 - this process needs it next; the fork server inherits it
+            with _forked_not_spawned():
+                forkserver.ensure_running()
+        else:
             forkserver.ensure_running()
+    finally:
+        del os.environ[FORK_SERVER_OF]
+
+
+@contextlib.contextmanager
+def _forked_not_spawned():
+    """Meanwhile, multiprocessing starts its fork server (and its resource tracker, if it has
+    none yet) as a fork of this process running the code it would have given a new interpreter
+    (`python -c CODE`), with the descriptors it passes and those this process had before
+    (stdin, stdout, stderr), never the others made meanwhile: the fork server holding the
+    write end of the pipe whose closing tells it to exit would never exit."""
+    from multiprocessing import util
+
+    spawn = util.spawnv_passfds
+    before = _open_descriptors()
+
+    def fork_instead(path, args, passfds):
+        code = args[args.index("-c") + 1]
+        sys.stdout.flush()  # nothing buffered here is written again by a fork
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            return pid
+        status = 1  # the fork server (or resource tracker): its own loop, then gone without
+        try:  # this process's exit handlers, as its own interpreter would have ended
+            for fd in _open_descriptors() - before - set(passfds):
+                os.close(fd)
+            exec(code, {"__name__": "__mp_server__"})  # multiprocessing's own code, as given
+            status = 0
+        except SystemExit as e:
+            status = e.code if isinstance(e.code, int) else 0
+        except BaseException:  # noqa: BLE001 - said on stderr, as by its own interpreter
+            sys.excepthook(*sys.exc_info())
+            sys.stderr.flush()
         finally:
-            del os.environ[FORK_SERVER_OF]
+            os._exit(status)
+
+    util.spawnv_passfds = fork_instead
+    try:
+        yield
+    finally:
+        util.spawnv_passfds = spawn
+
+
+def _open_descriptors() -> set[int]:
+    """This process's open file descriptors (not the one that lists them, closed by then)."""
+    open_now = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            os.fstat(int(name))
+        except OSError:
+            continue
+        open_now.add(int(name))
+    return open_now
 
 
 def choose_executor(executor: str | None, planned: int) -> str:

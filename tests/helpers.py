@@ -6,6 +6,11 @@ import torch
 from gridrun.tracking.recorder import Recorder
 from gridrun.train.records import CellResult, EpochStats
 
+# `gridrun launch` options for a launch whose subject is not what it records (which launch
+# trains which cell, how it stops, the numbers it ends with): no model and no figures, about
+# 5 s of CPU per launch that tests/test_launch.py and tests/test_reports.py spend on them
+UNRECORDED = ("--log-model", "none", "--figures", "none")
+
 
 def record_cell(tracker: Recorder, grid, cell, test_acc: float, outcome: str = "max_epochs",
                 parent: str | None = None, finish: bool = True, epochs_needed: int = 2,

@@ -21,6 +21,8 @@ from mlflow import MlflowClient
 from gridrun.results.status import grid_status, render
 from gridrun.spec.load import load_grid
 
+from .helpers import UNRECORDED
+
 pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
 
 GRID = """
@@ -43,10 +45,9 @@ def _launch(path: Path, uri: str, *extra: str) -> list[str]:
     return _cli("launch", str(path), "--tracking-uri", uri, "--threads", "1", *extra)
 
 
-# For launches whose subject is which launch trains which cell (concurrency, status, a search,
-# rungs): no model and no figures, about 5 s of CPU per launch that tests/test_launch.py and
-# tests/test_reports.py spend on what they record; the kills at any moment keep them
-UNRECORDED = ("--log-model", "none", "--figures", "none")
+# UNRECORDED (tests/helpers.py) for launches whose subject is which launch trains which cell,
+# or the numbers it ends with: concurrency, status, a search, rungs, retries, the reference,
+# two kills on CIFAR-10. The kills at any moment keep the model and figures
 
 
 def _run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -124,7 +125,7 @@ def reference(grid_file, tmp_path_factory) -> dict[str, tuple]:
     """The grid launched once, never interrupted."""
     folder = tmp_path_factory.mktemp("reference")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    done = _run(_launch(grid_file, uri, "--workers", "2"), folder)
+    done = _run(_launch(grid_file, uri, "--workers", "2", *UNRECORDED), folder)
     assert done.returncode == 0, done.stdout + done.stderr
     return _finished_numbers(uri)
 
@@ -176,7 +177,7 @@ grid:
   optim.lr: [0.01, 0.02, 0.05]
 """)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = _launch(path, uri, "--data-dir", str(cifar_dir), "--workers", "2")
+    cmd = _launch(path, uri, "--data-dir", str(cifar_dir), "--workers", "2", *UNRECORDED)
     _kill_when(cmd, tmp_path, r"epoch 2/6")
     _kill_when(cmd, tmp_path, r"epoch 5/6")
     again = _run(cmd, tmp_path)
@@ -247,8 +248,8 @@ def _grandchildren(pid: int) -> list[int]:
 @SHARES_REFERENCE
 def test_a_cell_whose_worker_dies_is_retried_from_its_checkpoint(grid_file, reference, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = _kill_when(_launch(grid_file, uri, "--workers", "1", "--retries", "1"), tmp_path,
-                     r"epoch 4/", victim=lambda launch: _grandchildren(launch)[0])
+    out = _kill_when(_launch(grid_file, uri, "--workers", "1", "--retries", "1", *UNRECORDED),
+                     tmp_path, r"epoch 4/", victim=lambda launch: _grandchildren(launch)[0])
     assert "retrying (try 1/2 failed: WorkerDied" in out
     assert "0 failed" in out
     assert _finished_numbers(uri) == reference

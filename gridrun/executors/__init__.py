@@ -86,7 +86,7 @@ def warm_up() -> None:
     A launching process with no other thread (the command line's, which calls this first)
     imports torch and then forks the fork server from itself, which so starts with torch
     imported: multiprocessing would start a new interpreter that imports torch a second
-    time, 2.5-3 s of CPU in every launch on workers, on cores the cells share. Any other
+    time, 2.0-2.6 s of CPU in every launch on workers, on cores the cells share. Any other
     process (a notebook's, one with threads, which a fork could catch holding a lock) gets
     multiprocessing's own fork server."""
     if "forkserver" not in mp.get_all_start_methods():
@@ -118,6 +118,8 @@ def _forked_not_spawned():
     before = _open_descriptors()
 
     def fork_instead(path, args, passfds):
+        if "-c" not in args:  # not the start this was written for: as multiprocessing would
+            return spawn(path, args, passfds)
         code = args[args.index("-c") + 1]
         sys.stdout.flush()  # nothing buffered here is written again by a fork
         sys.stderr.flush()

@@ -21,6 +21,9 @@ from mlflow import MlflowClient
 from gridrun.results.status import grid_status, render
 from gridrun.spec.load import load_grid
 
+# UNRECORDED: for the launches here whose subject is which launch trains which cell, or the
+# numbers it ends with (concurrency, status, a search, rungs, retries, the reference, two kills
+# on CIFAR-10); the kills at any moment keep the model and figures
 from .helpers import UNRECORDED
 
 pytestmark = pytest.mark.slow  # trains real launches (CIFAR-10 or many cells) or kills them: minutes
@@ -43,11 +46,6 @@ def _cli(*args: str) -> list[str]:
 def _launch(path: Path, uri: str, *extra: str) -> list[str]:
     # one thread per worker whatever the worker count: the numbers then match across launches
     return _cli("launch", str(path), "--tracking-uri", uri, "--threads", "1", *extra)
-
-
-# UNRECORDED (tests/helpers.py) for launches whose subject is which launch trains which cell,
-# or the numbers it ends with: concurrency, status, a search, rungs, retries, the reference,
-# two kills on CIFAR-10. The kills at any moment keep the model and figures
 
 
 def _run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -201,8 +199,7 @@ def test_status_shows_a_live_launchs_cells_running_and_exits_0_only_at_the_end(g
                                                                              tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.Popen(_launch(grid_file, uri, "--workers", "1", *UNRECORDED), cwd=tmp_path,
-                            env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         for line in proc.stdout:
             if re.search(r"\] lr0_\d+ epoch 2/", line):
@@ -270,8 +267,8 @@ grid:
   train.label_smoothing: [0.0, 0.1]
 """)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    procs = [subprocess.Popen(_launch(path, uri, "--workers", "1", *UNRECORDED), cwd=tmp_path, env=ENV,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    procs = [subprocess.Popen(_launch(path, uri, "--workers", "1", *UNRECORDED), cwd=tmp_path,
+                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for _ in range(4)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     failed = [out[-3000:] for p, out in zip(procs, outs) if p.returncode != 0]

@@ -96,14 +96,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
+def start_mlflow_server(folder: Path, port: int, workers: int = 1) -> subprocess.Popen:
     """A real `mlflow server` (SQLite store and served artifacts in `folder`) on `port`, in a
-    session of its own (its request workers die with it), answering when this returns."""
+    session of its own (its request workers die with it), answering when this returns.
+
+    It answers in `workers` processes: MLflow's default of 4 costs 25 s of CPU to start against
+    9 s for one (each imports MLflow), on the 2 cores the suite's launches run on."""
     log = open(folder / "server.log", "a")
     proc = subprocess.Popen(
         ["mlflow", "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
          "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
-         "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=folder,
+         "--port", str(port), "--workers", str(workers)],
+        stdout=log, stderr=subprocess.STDOUT, cwd=folder,
         start_new_session=True,
         # without MLflow's GenAI job runner: seven processes gridrun never uses
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
@@ -126,7 +130,8 @@ def mlflow_server(tmp_path_factory):
     """One real `mlflow server` (SQLite store, served artifacts) for the whole session: tests
     that use it each work in an experiment of their own."""
     port = free_port()
-    proc = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"), port)
+    # two processes, as a real server has several: racing launches' requests meet in the store
+    proc = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"), port, workers=2)
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=30)
@@ -159,8 +164,8 @@ def postgres_server():
     os.chmod(folder, 0o755)
     port, db_port = free_port(), free_port()
     start = subprocess.run([str(TRACKING_SERVER), "start", "--dir", folder, "--port", str(port),
-                            "--db-port", str(db_port)], capture_output=True, text=True,
-                           timeout=600)
+                            "--db-port", str(db_port), "--workers", "2"], capture_output=True,
+                           text=True, timeout=600)
     if start.returncode == 3:  # PostgreSQL (or its driver) is missing and could not be installed
         shutil.rmtree(folder, ignore_errors=True)
         pytest.skip(f"no PostgreSQL here: {start.stderr.strip()}")

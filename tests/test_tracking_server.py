@@ -61,6 +61,20 @@ def test_the_server_refuses_anonymous_requests_wrong_passwords_and_an_open_host(
     assert not (tmp_path / "open" / "server.env").exists()
 
 
+@pytest.mark.parametrize("option, value, said", [
+    ("--workers", "0", "--workers '0' is not a number of processes; allowed: 1-99"),
+    ("--port", "http", "--port and --db-port take numbers"),
+    ("--host", "a;b", "--host 'a;b' is not a host name or address"),
+])
+def test_a_bad_option_is_one_error_line_and_makes_nothing(option, value, said, tmp_path):
+    folder = tmp_path / "server"
+    done = subprocess.run([str(SCRIPT), "start", "--dir", str(folder), option, value],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == f"error: tracking-server: {said}\n"
+    assert not folder.exists()
+
+
 def _what_went_wrong(out: str) -> str:
     """A failed launch's error lines and its end (its whole output would be cut by pytest)."""
     lines = out.splitlines()

@@ -1,7 +1,12 @@
 """Datasets: both CIFAR-10 layouts, digits, the decode-once cache, splits and data errors."""
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +133,61 @@ def test_image_folder_cache_notices_changed_files(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "train" / "dog" / "9.png")
     second = data.load_dataset("cifar10", tmp_path)
     assert second.train_x.shape[0] == 7
+
+
+def test_loads_that_miss_the_cache_together_decode_once(tmp_path, monkeypatch):
+    _image_tree(tmp_path / "images")
+    monkeypatch.setenv("GRIDRUN_CACHE_DIR", str(tmp_path / "cache"))
+    decodes, real_decode = [], data.sources._decode
+
+    def slow_decode(*args, **kwargs):  # long enough for every load to miss the cache
+        decodes.append(1)
+        time.sleep(1)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(data.sources, "_decode", slow_decode)
+    with ThreadPoolExecutor(3) as pool:  # each load opens the lock file on its own, as processes do
+        loaded = list(pool.map(lambda _: data.load_dataset("cifar10", tmp_path / "images"),
+                               range(3)))
+    assert len(decodes) == 2  # train and test, once
+    assert all(torch.equal(one.train_x, loaded[0].train_x) for one in loaded)
+    assert len({one.cache_file for one in loaded}) == 1
+
+
+def test_a_load_killed_while_it_decodes_leaves_the_next_one_to_decode(tmp_path):
+    _image_tree(tmp_path / "images")
+    env = {**os.environ, "GRIDRUN_CACHE_DIR": str(tmp_path / "cache")}
+    stuck = subprocess.Popen([sys.executable, "-c", (
+        "import time; from gridrun import data; data.sources._decode = lambda *a, **k: "
+        f"time.sleep(600); data.load_dataset('cifar10', {str(tmp_path / 'images')!r})")],
+        env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not _held(tmp_path / "cache") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _held(tmp_path / "cache"), "the stuck load never took the cache's lock"
+    finally:
+        stuck.kill()
+        stuck.wait()
+    done = subprocess.run([sys.executable, "-c", (
+        "from gridrun import data; print(data.load_dataset("
+        f"'cifar10', {str(tmp_path / 'images')!r}).train_x.shape[0])")],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "6", done.stderr
+
+
+def _held(cache: Path) -> bool:
+    """Whether some process holds a dataset's lock in `cache`."""
+    import fcntl
+
+    for lock in cache.glob("*.lock"):
+        with open(lock) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+    return False
 
 
 def test_official_cifar10_batches_layout(tmp_path):

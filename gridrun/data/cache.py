@@ -48,17 +48,37 @@ def open_cached(file: str | os.PathLike) -> ImageSet:
 
 
 def cached(name: str, digest: str, build: Callable[[], ImageSet], source: str) -> ImageSet:
+    """The dataset `name` from its cache file, built by `build` first if there is none (or it
+    is broken). Processes that miss it at the same time (launches started together on a new
+    machine, a test run's workers) build it once: the first holds a lock beside the file while
+    it decodes, and the others wait for it, then map what it wrote. A process killed while
+    building lets go of the lock with its life, and the next one builds."""
     file = cache_dir() / f"{name}-{digest}.pt"
-    if file.exists():
-        try:
-            return open_cached(file)
-        except Exception:  # noqa: BLE001 - a broken cache file is rebuilt, not fatal
-            pass
-    images = build()
-    images.source = source
-    write_whole(file, lambda tmp: torch.save(
-        {k: v for k, v in images.__dict__.items() if k != "cache_file"}, tmp))
+    found = _open_if_whole(file)
+    if found is not None:
+        return found
+    import fcntl
+
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with open(file.with_name(f"{file.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released as the file closes, or its process ends
+        found = _open_if_whole(file)  # built by whoever held the lock before
+        if found is not None:
+            return found
+        images = build()
+        images.source = source
+        write_whole(file, lambda tmp: torch.save(
+            {k: v for k, v in images.__dict__.items() if k != "cache_file"}, tmp))
     return open_cached(file)
+
+
+def _open_if_whole(file: Path) -> ImageSet | None:
+    if not file.exists():
+        return None
+    try:
+        return open_cached(file)
+    except Exception:  # noqa: BLE001 - a broken cache file is rebuilt, not fatal
+        return None
 
 
 def write_whole(file: Path, save: Callable[[Path], None]) -> None:

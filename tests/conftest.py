@@ -15,6 +15,13 @@ from pathlib import Path
 
 import pytest
 
+# MLflow turns its usage telemetry off under pytest, but decides as it is imported, and this
+# process imports it before any test runs. On, in a machine without internet, its first record
+# starts a thread whose failed config fetch deletes a variable from os.environ while the
+# launches' threads read it (requests' proxy lookup): "KeyError: '_MLFLOW_TELEMETRY_SESSION_ID'"
+# failed a search on a tracking server once. Off here, as MLflow means it to be in tests.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_JPEG = Path(os.environ.get("GRIDRUN_TEST_CIFAR10",
                                    REPO.parent / "shared" / "data" / "cifar10-jpeg"))
@@ -22,8 +29,14 @@ CIFAR10_JPEG = Path(os.environ.get("GRIDRUN_TEST_CIFAR10",
 
 @pytest.fixture(scope="session", autouse=True)
 def dataset_cache(tmp_path_factory):
-    """Every test session decodes datasets once, into its own cache (never the user's)."""
-    path = tmp_path_factory.mktemp("dataset-cache")
+    """Every test run decodes datasets once, into its own cache (never the user's): one for
+    all xdist workers of a run, which wait for whichever decodes first (`data.cache.cached`)
+    instead of decoding CIFAR-10 and building MLflow's schema once each."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the run's folder, above each worker's own
+        path = tmp_path_factory.getbasetemp().parent / "dataset-cache"
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("dataset-cache")
     old = os.environ.get("GRIDRUN_CACHE_DIR")
     os.environ["GRIDRUN_CACHE_DIR"] = str(path)
     yield path

@@ -127,6 +127,7 @@ def test_a_claim_won_by_a_launch_that_died_before_its_tag_does_not_block_the_run
 
 
 @pytest.mark.server
+@pytest.mark.xdist_group("mlflow-server")  # with test_ui's: one server for both (13 s of CPU)
 def test_racing_launches_create_one_run_behind_an_mlflow_server(
         mlflow_server, grid_path, tmp_path):
     _check_one_winner(mlflow_server, grid_path, tmp_path)

@@ -216,6 +216,10 @@ def test_the_python_how_to_runs_top_to_bottom_as_a_notebook_would(tmp_path):
 
 # --- the site builds in strict mode, offline (slow: the MLflow page comes from a launch) -------
 
+# the tests that look at the site share one xdist worker, and so one build (about 18 s of CPU)
+ONE_BUILD = pytest.mark.xdist_group("site")
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     """The site, built once in strict mode (as `mkdocs build --strict` in the README)."""
@@ -229,6 +233,7 @@ def site(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+@ONE_BUILD
 def test_the_site_builds_in_strict_mode_with_its_generated_reference(site):
     from gridrun.models import MODELS
     from gridrun.spec import config
@@ -256,6 +261,7 @@ def test_the_site_builds_in_strict_mode_with_its_generated_reference(site):
 
 @pytest.mark.slow
 @pytest.mark.server
+@ONE_BUILD
 def test_the_site_opens_from_disk_in_a_browser_with_nothing_fetched_from_elsewhere(site, browser):
     """What a reader sees: the home page, a how-to and the key reference render from file://,
     with their navigation, no console error and no request beyond the disk."""

@@ -63,6 +63,7 @@ def _shot(page, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"{name}.png"))
 
 
+@pytest.mark.xdist_group("mlflow-server")  # with test_claims': one server for both
 def test_a_researchers_path_through_mlflow_ui(browser, mlflow_server, write_grid):
     grid = load_grid(write_grid(STUDY))
     report = launch(grid, tracking_uri=mlflow_server)

@@ -233,6 +233,10 @@ def _fork_server_of_a_fresh_process(with_a_thread: bool) -> dict:
         warm_up()
         from multiprocessing import forkserver
         pid = forkserver._forkserver._forkserver_pid
+        # a new interpreter's /proc entries read empty for a moment after its start returns
+        deadline = time.monotonic() + 10
+        while not open(f"/proc/{{pid}}/cmdline", "rb").read() and time.monotonic() < deadline:
+            time.sleep(0.01)
         with open(f"/proc/{{pid}}/stat") as f:
             parent = int(f.read().rsplit(")", 1)[1].split()[1])
         with open(f"/proc/{{pid}}/cmdline", "rb") as f, open("/proc/self/cmdline", "rb") as me:

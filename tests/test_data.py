@@ -154,6 +154,7 @@ def test_loads_that_miss_the_cache_together_decode_once(tmp_path, monkeypatch):
     assert len({one.cache_file for one in loaded}) == 1
 
 
+@pytest.mark.slow  # kills a process
 def test_a_load_killed_while_it_decodes_leaves_the_next_one_to_decode(tmp_path):
     _image_tree(tmp_path / "images")
     env = {**os.environ, "GRIDRUN_CACHE_DIR": str(tmp_path / "cache")}

@@ -200,7 +200,6 @@ def test_status_shows_a_live_launchs_cells_running_and_exits_0_only_at_the_end(g
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.Popen(_launch(grid_file, uri, "--workers", "1", *UNRECORDED), cwd=tmp_path,
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    worker = None
     try:
         for line in proc.stdout:
             if re.search(r"\] lr0_\d+ epoch 2/", line):
@@ -210,9 +209,11 @@ def test_status_shows_a_live_launchs_cells_running_and_exits_0_only_at_the_end(g
         # (the launch logs an epoch before it prints it, so epoch 2 is in the store)
         [worker] = _grandchildren(proc.pid)
         os.kill(worker, signal.SIGSTOP)
-        now = _run(_cli("status", str(grid_file), "--tracking-uri", uri, "--format", "json"),
-                   tmp_path)
-        os.kill(worker, signal.SIGCONT)
+        try:
+            now = _run(_cli("status", str(grid_file), "--tracking-uri", uri, "--format", "json"),
+                       tmp_path)
+        finally:
+            os.kill(worker, signal.SIGCONT)
         assert now.returncode == 1
         found = json.loads(now.stdout)
         [running] = [c for c in found["cells"] if c["state"] == "running"]
@@ -223,19 +224,10 @@ def test_status_shows_a_live_launchs_cells_running_and_exits_0_only_at_the_end(g
         proc.stdout.read()
         assert proc.wait(timeout=600) == 0
     finally:
-        if worker is not None:
-            _continue(worker)
         if proc.poll() is None:
             proc.kill()
     done = _run(_cli("status", str(grid_file), "--tracking-uri", uri), tmp_path)
     assert done.returncode == 0 and "3 finished" in done.stdout
-
-
-def _continue(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGCONT)
-    except ProcessLookupError:
-        pass
 
 
 def _grandchildren(pid: int) -> list[int]:

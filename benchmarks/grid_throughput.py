@@ -16,6 +16,9 @@ after another in this one invocation:
       starts for itself (its start counted), against (c)'s fp32 local executor;
   (e) with --repeat N: N-1 more rounds of pure bf16 then gridrun bf16, and the median of the
       N rounds' ratios (one round's ratio moves by 5-10 % on this machine);
+  (f) with --bare: each precision of (c) again with `--log-model none --figures none`: what
+      logging the best cell's model and drawing its figures (the defaults) add to a launch,
+      apart from running and recording the cells;
 
 and prints wall times and ratios, gridrun's per-epoch time against pure compute's at the same
 threads, the peak memory of each worker process, the recording time per cell, and the best
@@ -25,7 +28,7 @@ the cores with the workers), the head (the command started -> the first training
 the tail (the last cell's run ended -> the command exited). Run it with nothing else running:
 
     python benchmarks/grid_throughput.py [--data-dir ../shared/data/cifar10-jpeg] [--skip-naive]
-                                         [--ray] [--repeat N]
+                                         [--ray] [--repeat N] [--bare]
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 GRID = REPO / "grids" / "activation_vs_optim.yaml"
 SETTINGS = ["data.train_size=2000", "data.test_size=500", "train.max_epochs=2",
             "data.batch_size=64"]
+BARE = ["--log-model", "none", "--figures", "none"]  # (f): no model, no figures for the best cell
 
 
 def cells_and_splits(data_dir: str):
@@ -331,6 +335,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="pure bf16 and gridrun bf16 N times, alternated, and the median "
                              "ratio: this machine's figures move by 5-10%% between runs")
+    parser.add_argument("--bare", action="store_true",
+                        help="also (f): each precision's launch with no model logged and no "
+                             "figures drawn for the best cell")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gridrun-bench-"))
     os.environ.setdefault("GRIDRUN_CACHE_DIR", str(tmp / "cache"))
@@ -385,6 +392,16 @@ def main() -> None:
         print(f"(e) round {again}: pure bf16 {pure_wall:.1f} s, gridrun bf16 {wall:.1f} s: "
               f"{rounds[-1][0]:.2f}x; per epoch {rounds[-1][1]:.2f}x", flush=True)
         _print_launch(seen)
+    for precision in [p for p in ("fp32", "bf16") if p in walls] if args.bare else ():
+        store = f"sqlite:///{tmp / f'gridrun-{precision}-bare.db'}"
+        wall, _, launch = gridrun_launch(args.data_dir, store, [f"train.precision={precision}"],
+                                         BARE)
+        walls[f"{precision}_bare"] = wall
+        figures[f"{precision}_bare"] = store_figures(store, launch)
+        print(f"(f) gridrun launch, {precision}, no model or figures for the best cell:"
+              f"{'':4}{wall:7.1f} s  ({figures[f'{precision}_bare']['finished']}/24 FINISHED)",
+              flush=True)
+        _print_launch(figures[f"{precision}_bare"])
 
     if args.ray:
         store = f"sqlite:///{tmp / 'gridrun-ray.db'}"
@@ -414,6 +431,11 @@ def main() -> None:
         print(f"  per-epoch time, bf16, 2 workers x 1 thread: gridrun "
               f"{figures['bf16']['epoch_s']:.3f} s, pure compute {splits['bf16'][1]:.3f} s: "
               f"{figures['bf16']['epoch_s'] / splits['bf16'][1]:.2f}x (target <= 1.05)")
+    for precision, pure_wall in (("fp32", walls["pure"]), ("bf16", walls.get("pure_bf16"))):
+        if f"{precision}_bare" in walls:
+            print(f"  gridrun {precision}, no model or figures / pure compute: "
+                  f"{walls[f'{precision}_bare'] / pure_wall:.2f}x (with them: "
+                  f"{walls[precision] / pure_wall:.2f}x)")
     if len(rounds) > 1:
         print(f"  bf16 over {len(rounds)} alternated rounds: grid "
               f"{_spread([r[0] for r in rounds])}; per epoch {_spread([r[1] for r in rounds])}")

@@ -87,7 +87,9 @@ def overrides_option(fn):
                            "parameters).")(fn)
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                         help="Override a setting for every cell (repeatable), e.g. "
-                             "--set data.train_size=2000. Validated like the file.")(fn)
+                             "--set data.train_size=2000, or one of the file's execution, "
+                             "track and schedule keys, e.g. --set track.log_model=none. "
+                             "Validated like the file.")(fn)
 
 
 def all_overrides(overrides: tuple[str, ...], overrides_list: str) -> list[str]:

@@ -210,9 +210,18 @@ SYNONYMS = {
 }
 
 
-def unknown_key_message(key: str) -> str:
-    """`unknown key 'optim.learning_rate' (did you mean 'optim.lr'?)`: by meaning first (a
-    known synonym of the key's last part), then by spelling."""
+KNOWN_KEYS = "a key `gridrun keys` lists"  # what an unknown key's error allows
+
+
+def unknown_key_message(key: str, allowed: str = KNOWN_KEYS) -> str:
+    """`unknown key 'optim.learning_rate' (did you mean 'optim.lr'?); allowed: ...`: by meaning
+    first (a known synonym of the key's last part), then by spelling. A launch setting among a
+    cell's (`execution.workers` under `fixed:`) is told where it goes."""
+    shown = repr(key) if any(not c.isprintable() for c in key) else f"'{key}'"
+    section = key.partition(".")[0]
+    if section in ("execution", "track", "schedule"):  # `gridrun keys` lists them too
+        return (f"{shown} is a launch setting, not a cell's; allowed: under '{section}:' at the "
+                f"top of the file, or --set {key}=VALUE")
     last = key.rsplit(".", 1)[-1].lower().replace("-", "_")
     meant = SYNONYMS.get(last) or SYNONYMS.get(last.replace("_", ""))
     if meant is not None and meant in OPTIONS and meant != key:
@@ -220,8 +229,7 @@ def unknown_key_message(key: str) -> str:
     else:
         close = difflib.get_close_matches(key, list(OPTIONS), n=1, cutoff=0.6)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    shown = repr(key) if any(not c.isprintable() for c in key) else f"'{key}'"
-    return f"unknown key {shown}{hint}"
+    return f"unknown key {shown}{hint}; allowed: {allowed}"
 
 
 def check_value(key: str, value: Any, where: str) -> Any:

@@ -19,6 +19,7 @@ from .sections import EXECUTION, MAX_CELLS, TRACK, launch_settings, parse_schedu
 
 TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search", "schedule",
              "execution", "track")
+LAUNCH_SECTIONS = {"execution": EXECUTION, "track": TRACK, "schedule": None}  # not cells' keys
 
 
 def printable(text: str, where: str, multiline: bool = False) -> str:
@@ -74,8 +75,9 @@ def _axis(name: str, raw: Any, where: str) -> Axis:
             values.append((str(label), _settings(settings or {}, f"{where}.{label}")))
         return Axis(name, values, bundle=True)
     if name not in config.OPTIONS:
-        raise GridError(config.unknown_key_message(name) + "; an axis is a known key with a list "
-                        "of values, or a bundle name with a mapping of labels to settings", where)
+        raise GridError(config.unknown_key_message(
+            name, f"{config.KNOWN_KEYS} with a list of values, or a bundle name with a mapping "
+            "of labels to settings"), where)
     if not isinstance(raw, list) or not raw:
         raise GridError("an axis needs a non-empty list of values (put single values under "
                         "'fixed:')", where)
@@ -240,11 +242,33 @@ def _overridden(raw: dict, axes: list[Axis], seeds: list[int], overrides: Sequen
                 raise GridError("the grid has no 'search:' section", w)
             raw["search"][key.split(".", 1)[1]] = value
             continue
+        if key.partition(".")[0] in LAUNCH_SECTIONS:
+            _set_launch_setting(raw, key, value)
+            continue
         applied[key] = config.check_value(key, value, w)
         axes = [a for a in axes if a.name != key]
         if key == "seed":
             seeds = []
     return applied, axes, seeds
+
+
+def _set_launch_setting(raw: dict, key: str, value: Any) -> None:
+    """`--set track.log_model=none`, `--set execution.workers=2`, `--set schedule.min_epochs=3`:
+    a key of the launch sections `gridrun keys` lists beside the cells' keys, checked under
+    the `--set` that gives it, then put into the file's section (its other keys stay), so the
+    section is read as though the file had said so. The launch's own options (`--workers`,
+    `--log-model`, `--schedule`) still come before it."""
+    section, _, name = key.partition(".")
+    where = f"--set {section}"  # a bad value reads `--set track.log_model: unknown value ...`
+    if section == "schedule":
+        parse_schedule({name: value}, raw.get("search") is not None, where)
+    else:
+        launch_settings({name: value}, LAUNCH_SECTIONS[section], where)
+    given = raw.get(section)
+    if section == "schedule" and isinstance(given, str):  # `schedule: asha`
+        given = {"name": given}
+    if given is None or isinstance(given, dict):  # else the file's section is the error
+        raw[section] = {**(given or {}), name: value}
 
 
 def load_grid(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Grid:
@@ -337,15 +361,22 @@ def grid_from_settings(overrides: list[str] | tuple[str, ...], name: str) -> Gri
     (`lenet-adam-lr0.001-max_epochs5`) the way a grid's cells are.
     """
     printable(name, "--experiment")
-    settings = {}
+    settings, sections = {}, {}
     for text_override in overrides:
         key, value = parse_override(text_override)
+        if key.startswith("schedule."):  # one cell: nothing to compare it with at a rung
+            raise GridError("a single cell has no schedule; allowed: the cells' keys, "
+                            "execution.* and track.*", f"--set {key}")
+        if key.partition(".")[0] in LAUNCH_SECTIONS:
+            _set_launch_setting(sections, key, value)
+            continue
         settings[key] = config.check_value(key, value, f"--set {key}")
     axes = [_axis(key, [list(v) if isinstance(v, tuple) else v], f"--set {key}")
             for key, v in settings.items()]
-    text = yaml.safe_dump({"name": name, "fixed": config.nest(settings)}, sort_keys=False)
+    text = yaml.safe_dump({"name": name, "fixed": config.nest(settings), **sections},
+                          sort_keys=False)
     grid = Grid("<command line>", name, "", {}, axes, [], [], text=text,
-                execution=launch_settings(None, EXECUTION, "execution"),
-                track=launch_settings(None, TRACK, "track"))
+                execution=launch_settings(sections.get("execution"), EXECUTION, "--set execution"),
+                track=launch_settings(sections.get("track"), TRACK, "--set track"))
     grid.cells()  # validates the resolved cell
     return grid

@@ -100,7 +100,9 @@ def keys_markdown(options: dict[str, config.Option] | None = None) -> str:
         out += [_markdown_row(row) for row in rows] + [""]
     out += ["### `execution:`, `track:` and `schedule:`", "",
             "How a launch runs and records its cells. None of them changes a result, so none is "
-            "part of a cell id.", "",
+            "part of a cell id. Each goes under its section at the top of the grid file "
+            "(`track: {log_model: none}`), or in one launch's `--set` (`--set "
+            "track.log_model=none`).", "",
             "| key | default | allowed | what it does |", "|---|---|---|---|"]
     out += [_markdown_row(row, id_column=False) for row in section_keys()]
     return "\n".join(out) + "\n"

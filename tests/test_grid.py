@@ -173,6 +173,7 @@ def test_a_single_cell_takes_launch_settings_but_no_schedule():
                             "threads, retries, address, resources"),
     ("execution.workers=0", "--set execution.workers: must be an integer >= 1 or auto, got 0"),
     ("schedule.min_epochs=0", "--set schedule.min_epochs: must be an integer >= 1, got 0"),
+    ("track=none", "--set track: unknown key 'track'; allowed: a key `gridrun keys` lists"),
     ("schedule.name=hyperband", "--set schedule: unknown schedule 'hyperband'; allowed: all, "
                                 "asha (hyperband: for search: grids)"),
 ])

@@ -218,8 +218,8 @@ def unknown_key_message(key: str, allowed: str = KNOWN_KEYS) -> str:
     first (a known synonym of the key's last part), then by spelling. A launch setting among a
     cell's (`execution.workers` under `fixed:`) is told where it goes."""
     shown = repr(key) if any(not c.isprintable() for c in key) else f"'{key}'"
-    section = key.partition(".")[0]
-    if section in ("execution", "track", "schedule"):  # `gridrun keys` lists them too
+    section, _, name = key.partition(".")
+    if name and section in ("execution", "track", "schedule"):  # `gridrun keys` lists them too
         return (f"{shown} is a launch setting, not a cell's; allowed: under '{section}:' at the "
                 f"top of the file, or --set {key}=VALUE")
     last = key.rsplit(".", 1)[-1].lower().replace("-", "_")

@@ -242,7 +242,7 @@ def _overridden(raw: dict, axes: list[Axis], seeds: list[int], overrides: Sequen
                 raise GridError("the grid has no 'search:' section", w)
             raw["search"][key.split(".", 1)[1]] = value
             continue
-        if key.partition(".")[0] in LAUNCH_SECTIONS:
+        if _is_launch_key(key):
             _set_launch_setting(raw, key, value)
             continue
         applied[key] = config.check_value(key, value, w)
@@ -250,6 +250,12 @@ def _overridden(raw: dict, axes: list[Axis], seeds: list[int], overrides: Sequen
         if key == "seed":
             seeds = []
     return applied, axes, seeds
+
+
+def _is_launch_key(key: str) -> bool:
+    """`track.log_model`, not `track` alone: a key of a launch section."""
+    section, _, name = key.partition(".")
+    return bool(name) and section in LAUNCH_SECTIONS
 
 
 def _set_launch_setting(raw: dict, key: str, value: Any) -> None:
@@ -367,7 +373,7 @@ def grid_from_settings(overrides: list[str] | tuple[str, ...], name: str) -> Gri
         if key.startswith("schedule."):  # one cell: nothing to compare it with at a rung
             raise GridError("a single cell has no schedule; allowed: the cells' keys, "
                             "execution.* and track.*", f"--set {key}")
-        if key.partition(".")[0] in LAUNCH_SECTIONS:
+        if _is_launch_key(key):
             _set_launch_setting(sections, key, value)
             continue
         settings[key] = config.check_value(key, value, f"--set {key}")

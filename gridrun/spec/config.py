@@ -190,6 +190,14 @@ def _valid_device(v: str) -> bool:
 
 OPTIONS = _options()
 SECTIONS = sorted({k.split(".")[0] for k in OPTIONS if "." in k})
+# the grid file's sections of launch settings: a launch's, not a cell's (`gridrun keys` lists both)
+LAUNCH_SECTIONS = ("execution", "track", "schedule")
+
+
+def is_launch_key(key: str) -> bool:
+    """`track.log_model`, not `track` alone: a key of a launch section."""
+    section, _, name = key.partition(".")
+    return bool(name) and section in LAUNCH_SECTIONS
 
 
 # what users write for a key, by meaning rather than spelling (the last part of a dotted key)
@@ -218,10 +226,9 @@ def unknown_key_message(key: str, allowed: str = KNOWN_KEYS) -> str:
     first (a known synonym of the key's last part), then by spelling. A launch setting among a
     cell's (`execution.workers` under `fixed:`) is told where it goes."""
     shown = repr(key) if any(not c.isprintable() for c in key) else f"'{key}'"
-    section, _, name = key.partition(".")
-    if name and section in ("execution", "track", "schedule"):  # `gridrun keys` lists them too
-        return (f"{shown} is a launch setting, not a cell's; allowed: under '{section}:' at the "
-                f"top of the file, or --set {key}=VALUE")
+    if is_launch_key(key):
+        return (f"{shown} is a launch setting, not a cell's; allowed: under "
+                f"'{key.partition('.')[0]}:' at the top of the file, or --set {key}=VALUE")
     last = key.rsplit(".", 1)[-1].lower().replace("-", "_")
     meant = SYNONYMS.get(last) or SYNONYMS.get(last.replace("_", ""))
     if meant is not None and meant in OPTIONS and meant != key:

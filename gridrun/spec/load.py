@@ -19,7 +19,6 @@ from .sections import EXECUTION, MAX_CELLS, TRACK, launch_settings, parse_schedu
 
 TOP_LEVEL = ("name", "description", "fixed", "grid", "exclude", "seeds", "search", "schedule",
              "execution", "track")
-LAUNCH_SECTIONS = {"execution": EXECUTION, "track": TRACK, "schedule": None}  # not cells' keys
 
 
 def printable(text: str, where: str, multiline: bool = False) -> str:
@@ -242,7 +241,7 @@ def _overridden(raw: dict, axes: list[Axis], seeds: list[int], overrides: Sequen
                 raise GridError("the grid has no 'search:' section", w)
             raw["search"][key.split(".", 1)[1]] = value
             continue
-        if _is_launch_key(key):
+        if config.is_launch_key(key):
             _set_launch_setting(raw, key, value)
             continue
         applied[key] = config.check_value(key, value, w)
@@ -250,12 +249,6 @@ def _overridden(raw: dict, axes: list[Axis], seeds: list[int], overrides: Sequen
         if key == "seed":
             seeds = []
     return applied, axes, seeds
-
-
-def _is_launch_key(key: str) -> bool:
-    """`track.log_model`, not `track` alone: a key of a launch section."""
-    section, _, name = key.partition(".")
-    return bool(name) and section in LAUNCH_SECTIONS
 
 
 def _set_launch_setting(raw: dict, key: str, value: Any) -> None:
@@ -269,7 +262,7 @@ def _set_launch_setting(raw: dict, key: str, value: Any) -> None:
     if section == "schedule":
         parse_schedule({name: value}, raw.get("search") is not None, where)
     else:
-        launch_settings({name: value}, LAUNCH_SECTIONS[section], where)
+        launch_settings({name: value}, {"execution": EXECUTION, "track": TRACK}[section], where)
     given = raw.get(section)
     if section == "schedule" and isinstance(given, str):  # `schedule: asha`
         given = {"name": given}
@@ -373,7 +366,7 @@ def grid_from_settings(overrides: list[str] | tuple[str, ...], name: str) -> Gri
         if key.startswith("schedule."):  # one cell: nothing to compare it with at a rung
             raise GridError("a single cell has no schedule; allowed: the cells' keys, "
                             "execution.* and track.*", f"--set {key}")
-        if _is_launch_key(key):
+        if config.is_launch_key(key):
             _set_launch_setting(sections, key, value)
             continue
         settings[key] = config.check_value(key, value, f"--set {key}")
